@@ -1,0 +1,1 @@
+"""Penumbra onboard software: runtime, protocol, links, power, payload and inference."""

@@ -1,0 +1,23 @@
+"""The interface control document in code: every format on the wire, shared by flight, ground and bench."""
+
+from flight.protocol.errors import (
+    AddressError,
+    AuthenticationError,
+    ChecksumError,
+    FieldError,
+    LengthError,
+    ProtocolError,
+    ReplayError,
+    TruncatedError,
+)
+
+__all__ = [
+    "AddressError",
+    "AuthenticationError",
+    "ChecksumError",
+    "FieldError",
+    "LengthError",
+    "ProtocolError",
+    "ReplayError",
+    "TruncatedError",
+]

@@ -1,0 +1,1 @@
+"""Penumbra ground segment: the operator's station and tools."""

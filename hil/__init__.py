@@ -1,0 +1,1 @@
+"""Penumbra's environment around the flight software: emulator, fault models and the HIL bench."""

@@ -1,0 +1,1 @@
+"""The `penumbra` command: one entry point that dispatches to flight, ground and hil subcommands."""

@@ -1,0 +1,5 @@
+import sys
+
+from penumbra.cli import main
+
+sys.exit(main())
