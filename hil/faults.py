@@ -1,4 +1,4 @@
-"""Link fault models: seeded loss, duplication, reordering and bit errors between two ends of a link."""
+"""Link fault models: seeded loss, duplication, reordering and bit errors on one link direction."""
 
 import random
 from dataclasses import dataclass
@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class FaultModel:
-    """Per-frame probabilities. Bit errors are independent per bit, so long frames are hit more often."""
+    """Per-frame probabilities; bit errors are per bit, so long frames are hit more often."""
 
     loss: float = 0.0
     duplicate: float = 0.0
@@ -21,10 +21,10 @@ class FaultModel:
 
 
 class FaultyChannel:
-    """One direction of a link. Frames go in with `send`, what arrives comes out of `deliver`, in arrival order.
+    """One direction of a link: frames go in with `send`, and out of `deliver` in arrival order.
 
-    A reordered frame is held back and arrives after the next frame sent. Everything random comes from the `rng`
-    the caller passes, so a seed reproduces a run exactly.
+    A reordered frame is held back and arrives after the next frame sent. Everything random
+    comes from the `rng` the caller passes, so a seed reproduces a run exactly.
     """
 
     def __init__(self, model: FaultModel, rng: random.Random) -> None:
@@ -47,12 +47,12 @@ class FaultyChannel:
             self._arrive(self._corrupt(frame))
 
     def deliver(self) -> list[bytes]:
-        """Everything that has arrived since the last call. A frame held back for reordering stays held."""
+        """Everything that arrived since the last call; a frame held back for reordering stays."""
         arrived, self._arrived = self._arrived, []
         return arrived
 
     def flush(self) -> list[bytes]:
-        """Like `deliver`, and also releases a frame held back for reordering (the link went quiet)."""
+        """Like `deliver`, and releases a frame held back for reordering (the link went quiet)."""
         if self._held is not None:
             self._arrived.append(self._held)
             self._held = None

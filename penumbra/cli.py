@@ -1,7 +1,8 @@
 """`penumbra SUBCOMMAND ...`: the single command line of flight, ground and bench.
 
-Each subcommand lives beside the code it drives, as a module with `add_arguments(parser)` and `run(args) -> int`;
-it is imported only when chosen, so `penumbra decode` does not pay for what `penumbra sim` needs.
+Each subcommand lives beside the code it drives, as a module with `add_arguments(parser)` and
+`run(args) -> int`; it is imported only when chosen, so `penumbra decode` does not pay for what
+`penumbra sim` needs.
 """
 
 import argparse
@@ -9,7 +10,10 @@ import importlib
 import sys
 
 SUBCOMMANDS = {
-    "decode": ("ground.decode", "decode a captured dump (COBS, TC/TM frame, Space Packet, PUS) to JSON"),
+    "decode": (
+        "ground.decode",
+        "decode a captured dump (COBS, TC/TM frame, Space Packet, PUS) to JSON",
+    ),
     "demo": ("hil.demo", "operate a simulated node across a noisy in-memory link, stage by stage"),
 }
 
@@ -27,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.parse_args(argv)  # prints usage, or the error for an unknown subcommand
         return 2
     module = importlib.import_module(SUBCOMMANDS[chosen][0])
-    subparser = argparse.ArgumentParser(prog=f"penumbra {chosen}", description=SUBCOMMANDS[chosen][1])
+    subparser = argparse.ArgumentParser(
+        prog=f"penumbra {chosen}", description=SUBCOMMANDS[chosen][1]
+    )
     module.add_arguments(subparser)
     args = subparser.parse_args(argv[1:])
     try:

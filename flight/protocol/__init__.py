@@ -1,4 +1,4 @@
-"""The interface control document in code: every format on the wire, shared by flight, ground and bench."""
+"""The interface control document in code: every format on the wire, for flight, ground, bench."""
 
 from flight.protocol.errors import (
     AddressError,

@@ -7,7 +7,7 @@ from flight.protocol.errors import ChecksumError, TruncatedError
 
 
 def crc16(data: bytes | bytearray | memoryview, value: int = 0xFFFF) -> int:
-    """CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF, no reflection, no final XOR (CCSDS 132.0-B 4.1.6).
+    """CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF, not reflected, no final XOR (132.0-B 4.1.6).
 
     Pass a previous result as `value` to continue over more data.
     """

@@ -1,12 +1,13 @@
 """One exception family for everything malformed or unacceptable on the wire.
 
-Parsers check lengths and checksums before they interpret a field and raise only these; any other exception
-from a parser is a bug. Encoders raise `FieldError` for a value that does not fit its field.
+Parsers check lengths and checksums before they interpret a field and raise only these; any
+other exception from a parser is a bug. Encoders raise `FieldError` for a value that does not
+fit its field.
 """
 
 
 class ProtocolError(Exception):
-    """Input that does not follow the ICD. `offset` is where in the input (in octets) the problem is, if known."""
+    """Input that does not follow the ICD; `offset` is where in the input (octets), if known."""
 
     def __init__(self, message: str, *, offset: int | None = None) -> None:
         super().__init__(message)
@@ -30,15 +31,15 @@ class ChecksumError(ProtocolError):
 
 
 class FieldError(ProtocolError):
-    """A field holds a value that the standard or the ICD forbids (version, reserved bits, unknown type)."""
+    """A field holds a value the standard or the ICD forbids (version, reserved bits, type)."""
 
 
 class AddressError(ProtocolError):
-    """Well formed, but addressed elsewhere: another spacecraft, an unknown virtual channel or APID."""
+    """Well formed but addressed elsewhere: another spacecraft, an unknown channel or APID."""
 
 
 class AuthenticationError(ProtocolError):
-    """The security trailer does not verify, or the security association is unknown or not operational."""
+    """The security trailer does not verify, or the security association is unknown."""
 
 
 class ReplayError(AuthenticationError):

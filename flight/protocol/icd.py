@@ -1,6 +1,7 @@
-"""Mission constants of the Penumbra ICD: the identifiers and sizes that flight, ground and bench share.
+"""Mission constants of the Penumbra ICD: identifiers and sizes shared by flight, ground and bench.
 
-docs/ICD.md explains each of them; a node's configuration may override the spacecraft id and the keys.
+docs/ICD.md explains each of them; a node's configuration may override the spacecraft id and
+the keys.
 """
 
 from enum import IntEnum
@@ -12,8 +13,8 @@ TC_MAX_FRAME_LENGTH = 1024
 """Longest TC Transfer Frame accepted onboard (the 232.0-B maximum)."""
 
 TM_FRAME_LENGTH = 1115
-"""Every TM Transfer Frame on every virtual channel: 5 x 223 octets, the Reed-Solomon (255,223) interleave-5 block
-of CCSDS 131.0-B."""
+"""Every TM Transfer Frame on every virtual channel: 5 x 223 octets, the Reed-Solomon (255,223)
+interleave-5 block of CCSDS 131.0-B."""
 
 
 class TcVirtualChannel(IntEnum):
@@ -33,7 +34,7 @@ class TmVirtualChannel(IntEnum):
 
 
 class Apid(IntEnum):
-    """Application process identifiers with a fixed meaning; components get theirs from the runtime."""
+    """APIDs with a fixed meaning; components get theirs from the runtime."""
 
     TIME = 0  # time reports
     CFDP = 0x7F0  # CFDP PDUs carried in Space Packets
@@ -46,7 +47,8 @@ PUS_VERSION = 2
 
 CUC_COARSE_OCTETS = 4
 CUC_FINE_OCTETS = 2
-"""TM time stamps: CCSDS Unsegmented Time Code (301.0-B-4 3.2), TAI epoch 1958-01-01, P-field implicit."""
+"""TM time stamps: CCSDS Unsegmented Time Code (301.0-B-4 3.2), TAI epoch 1958-01-01, P-field
+implicit."""
 
 SECURITY_PARAMETER_INDEX = 1
 """SDLS security association for the COMMAND and FILE uplink virtual channels."""
@@ -54,7 +56,9 @@ SECURITY_PARAMETER_INDEX = 1
 SDLS_IV_OCTETS = 12
 SDLS_MAC_OCTETS = 16
 SDLS_REPLAY_WINDOW = 64
-"""AES-256-GCM: the 96-bit IV is the anti-replay sequence number; a 128-bit MAC; how far ahead a number may jump."""
+"""AES-256-GCM: the 96-bit IV is the anti-replay sequence number; a 128-bit MAC; and how far
+ahead of the last accepted number a new one may jump."""
 
 FARM_SLIDING_WINDOW = 64
-"""COP-1 FARM-1 sliding window width W (232.1-B 6.1.8.1): even, 2..254; FOP-1's window K must not exceed W/2."""
+"""COP-1 FARM-1 sliding window width W (232.1-B 6.1.8.1): even, 2..254; FOP-1's window K must
+not exceed W/2."""

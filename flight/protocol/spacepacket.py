@@ -1,4 +1,4 @@
-"""CCSDS Space Packets (CCSDS 133.0-B-2): the primary header, idle packets and a resynchronising stream parser."""
+"""CCSDS Space Packets (133.0-B-2): primary header, idle packets, resynchronising stream parser."""
 
 import struct
 from collections.abc import Callable
@@ -42,7 +42,9 @@ PRIMARY_HEADER = BitStruct(
     "sequence_count" / BitsInteger(14),
     "packet_data_length" / BitsInteger(16),
 )
-"""The Packet Primary Header, 133.0-B-2 4.1.3 (figure 4-2). Reference declaration; `SpacePacket` is the fast path."""
+"""The Packet Primary Header, 133.0-B-2 4.1.3 (figure 4-2).
+
+Reference declaration; `SpacePacket` is the fast path."""
 
 _HEADER = struct.Struct(">HHH")
 
@@ -63,12 +65,22 @@ class SpacePacket:
         return self.apid == IDLE_APID
 
     def encode(self) -> bytes:
+        if self.packet_type not in (0, 1):
+            raise FieldError(f"packet type {self.packet_type} is neither TM (0) nor TC (1)")
+        if self.secondary_header_flag not in (0, 1):
+            raise FieldError(f"secondary header flag {self.secondary_header_flag} is not 0 or 1")
+        if not 0 <= self.sequence_flags <= 3:
+            raise FieldError(f"sequence flags {self.sequence_flags} outside 0..3")
         if not 0 <= self.apid <= MAX_APID:
             raise FieldError(f"APID {self.apid} outside 0..{MAX_APID}")
         if not 0 <= self.sequence_count <= MAX_SEQUENCE_COUNT:
-            raise FieldError(f"sequence count {self.sequence_count} outside 0..{MAX_SEQUENCE_COUNT}")
+            raise FieldError(
+                f"sequence count {self.sequence_count} outside 0..{MAX_SEQUENCE_COUNT}"
+            )
         if not 1 <= len(self.data) <= MAX_DATA_LENGTH:
-            raise LengthError(f"packet data field of {len(self.data)} octets outside 1..{MAX_DATA_LENGTH}")
+            raise LengthError(
+                f"packet data field of {len(self.data)} octets outside 1..{MAX_DATA_LENGTH}"
+            )
         word0 = (self.packet_type << 12) | (self.secondary_header_flag << 11) | self.apid
         word1 = (self.sequence_flags << 14) | self.sequence_count
         return _HEADER.pack(word0, word1, len(self.data) - 1) + self.data
@@ -107,7 +119,7 @@ class SpacePacket:
 
 
 def packet_length(buffer: bytes | bytearray | memoryview, offset: int = 0) -> int:
-    """Total length of the packet whose primary header starts at `offset`, after checking the version."""
+    """Total length of the packet whose header starts at `offset`, once its version checks."""
     if len(buffer) - offset < PRIMARY_HEADER_LENGTH:
         raise TruncatedError(
             f"{len(buffer) - offset} octets, a packet primary header needs {PRIMARY_HEADER_LENGTH}",
@@ -120,7 +132,7 @@ def packet_length(buffer: bytes | bytearray | memoryview, offset: int = 0) -> in
 
 
 def idle_packet(length: int, sequence_count: int = 0) -> bytes:
-    """An idle packet (APID 0x7FF) of exactly `length` octets, to fill space (133.0-B-2 4.1.3.3.4.4)."""
+    """An idle packet (APID 0x7FF) of exactly `length` octets (133.0-B-2 4.1.3.3.4.4)."""
     if length < PRIMARY_HEADER_LENGTH + 1:
         raise LengthError(f"an idle packet needs at least {PRIMARY_HEADER_LENGTH + 1} octets")
     fill = bytes(length - PRIMARY_HEADER_LENGTH)
@@ -130,8 +142,9 @@ def idle_packet(length: int, sequence_count: int = 0) -> bytes:
 class PacketStream:
     """Cuts a byte stream into Space Packets and resynchronises after garbage.
 
-    Space Packets carry no sync marker, so a header is only trusted when its version is 0, its length is within
-    `max_packet_length`, and `accept` (for example a PUS CRC check, or a known-APID check) approves the packet.
+    Space Packets carry no sync marker, so a header is only trusted when its version is 0, its
+    length is within `max_packet_length`, and `accept` (for example a PUS CRC check, or a
+    known-APID check) approves the packet.
     Otherwise one octet is discarded and the search goes on; `discarded_octets` counts them.
     """
 
