@@ -1,0 +1,81 @@
+import subprocess
+import sys
+
+import pytest
+
+from hil import demo
+from hil.faults import FaultModel
+
+
+def _play(scenario: demo.Scenario) -> tuple[bool, str]:
+    lines: list[str] = []
+    passed = demo.play(scenario, out=lines.append)
+    return passed, "\n".join(lines)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_demo_operates_the_node_through_a_noisy_link_for_several_seeds(seed):
+    passed, text = _play(demo.Scenario(seed=seed, commands=20))
+    assert passed, text
+    assert "FAILED" not in text
+    assert text.count("[ok]") == 5
+
+
+def test_demo_survives_heavy_loss_and_bit_errors():
+    # The downlink loses and corrupts but never reorders: a space link cannot, and FOP-1 rightly
+    # alerts (NN(R)) on a CLCW older than one it has already acted on.
+    uplink = FaultModel(loss=0.3, duplicate=0.1, reorder=0.1, bit_error_rate=1e-4)
+    downlink = FaultModel(loss=0.3, bit_error_rate=1e-4)
+    passed, text = _play(demo.Scenario(seed=4, commands=20, uplink=uplink, downlink=downlink))
+    assert passed, text
+
+
+def test_demo_noticed_a_command_executed_twice(monkeypatch):
+    # The demo's checks must be able to fail: make the node execute one command twice.
+    execute = demo.Node._execute
+
+    def execute_twice(node, data):
+        execute(node, data)
+        if node.executed == [0, 1]:
+            execute(node, data)
+
+    monkeypatch.setattr(demo.Node, "_execute", execute_twice)
+    passed, text = _play(demo.Scenario(seed=1, commands=5))
+    assert not passed
+    assert "[FAILED] every command executed exactly once, in order" in text
+
+
+def test_demo_walkthrough_shows_each_stage_of_the_first_command():
+    _, text = _play(demo.Scenario(seed=1, commands=1))
+    for stage in (
+        "PUS-C TC 17/1",
+        "SDLS: SPI 1, IV 1",
+        "TC frame AD",
+        "COBS on the line",
+        "FARM-1: accepted",
+        "TM 17/2 are-you-alive report",
+    ):
+        assert stage in text
+
+
+def test_penumbra_demo_command_exits_zero_on_embedded_defaults():
+    result = subprocess.run(
+        [sys.executable, "-m", "penumbra", "demo", "--commands", "10"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[ok] every command executed exactly once, in order" in result.stdout
+
+
+def test_penumbra_demo_refuses_an_impossible_fault_probability():
+    result = subprocess.run(
+        [sys.executable, "-m", "penumbra", "demo", "--loss", "1.5"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "not a probability" in result.stderr
+    assert "Traceback" not in result.stderr
