@@ -18,6 +18,7 @@ from pathlib import Path
 from flight.protocol import cobs, icd
 from flight.protocol.cfdp import FileReceiver, FileSender, TransferResult
 from flight.protocol.cop1 import (
+    MAX_FDU_LENGTH,
     AlertNotification,
     Clcw,
     Farm,
@@ -31,6 +32,7 @@ from flight.protocol.crc import crc32
 from flight.protocol.cuc import CucTime
 from flight.protocol.errors import AuthenticationError, ProtocolError
 from flight.protocol.pus import (
+    REQUEST_ID_LENGTH,
     EventReport,
     EventSubtype,
     FunctionSubtype,
@@ -48,7 +50,7 @@ from flight.protocol.pus import (
     VerificationSubtype,
     VerificationSuccess,
 )
-from flight.protocol.sdls import SecurityAssociation, TcSecurity, load_key
+from flight.protocol.sdls import SECURITY_OVERHEAD, SecurityAssociation, TcSecurity, load_key
 from flight.protocol.spacepacket import PacketType, SpacePacket
 from flight.protocol.tc_frame import TcFrame
 from flight.protocol.tm_frame import NO_CLCW, ReceivedFrame, TmMasterChannel, TmReceiver
@@ -70,10 +72,12 @@ MODE_PARAMETER = 1  # u32, the payload duty cycle in percent
 FUNCTION_RESET_COUNTERS = 1
 EVENT_FRAME_REJECTED = 1  # low severity: a frame failed its FECF, SDLS or FARM-1 checks
 EVENT_AUTHENTICATION_FAILED = 2  # medium severity: forged or replayed telecommand
+EVENT_PACKET_REFUSED = 3  # low severity: an authentic frame whose packet does not parse
 
 # Failure codes of service 1 reports.
 FAILURE_UNKNOWN_REQUEST = 1
 FAILURE_BAD_ARGUMENTS = 2
+FAILURE_MALFORMED = 3
 
 
 def _hex(octets: bytes, limit: int = 40) -> str:
@@ -126,7 +130,10 @@ class Node:
             if self.verbose:
                 self.log(f"node    FARM-1: {result.reason}, V(R) now {self.farm.v_r}")
             if result.data is not None:
-                self._execute(result.data)
+                try:
+                    self._execute(result.data)
+                except ProtocolError as error:  # an authentic frame carrying a malformed packet
+                    self._refuse(result.data, error)
 
     def _reject(self, error: ProtocolError) -> None:
         self.farm.reject(error)
@@ -136,6 +143,18 @@ class Node:
             self._event(EventSubtype.MEDIUM_SEVERITY, EVENT_AUTHENTICATION_FAILED, str(error))
         else:
             self._event(EventSubtype.LOW_SEVERITY, EVENT_FRAME_REJECTED, str(error))
+
+    def _refuse(self, data: bytes, error: ProtocolError) -> None:
+        """Acceptance failure (1.2) for a packet that does not parse, if it names its request."""
+        self._event(EventSubtype.LOW_SEVERITY, EVENT_PACKET_REFUSED, str(error))
+        if len(data) >= REQUEST_ID_LENGTH:
+            request, _ = RequestId.decode_from(data)
+            failure = VerificationFailure(request, FAILURE_MALFORMED, str(error)[:64].encode())
+            self._send(
+                Service.REQUEST_VERIFICATION,
+                VerificationSubtype.ACCEPTANCE_FAILURE,
+                failure.encode(),
+            )
 
     def _execute(self, data: bytes) -> None:
         packet = SpacePacket.decode(data)
@@ -238,6 +257,7 @@ class Ground:
             icd.TcVirtualChannel.COMMAND,
             t1_initial_s=T1_S,
             transmission_limit=TRANSMISSION_LIMIT,
+            max_fdu_length=MAX_FDU_LENGTH - SECURITY_OVERHEAD,
         )
         self.security = TcSecurity([SecurityAssociation(icd.SECURITY_PARAMETER_INDEX, key)])
         self.next_iv = 1  # never repeats: each transmission, retransmissions too, gets a fresh IV

@@ -547,7 +547,12 @@ class Fop:
         transmission_limit: int = 5,
         timeout_type: TimeoutType = TimeoutType.ALERT,
         v_s: int = 0,
+        max_fdu_length: int = MAX_FDU_LENGTH,
     ) -> None:
+        if not 1 <= max_fdu_length <= MAX_FDU_LENGTH:
+            raise ValueError(
+                f"FOP-1 maximum FDU length {max_fdu_length} outside 1..{MAX_FDU_LENGTH}"
+            )
         try:
             TcFrame(spacecraft_id, virtual_channel_id, 0, b"", map_id=map_id).header_octets(0)
         except FieldError as error:
@@ -565,6 +570,9 @@ class Fop:
         self.spacecraft_id = spacecraft_id
         self.virtual_channel_id = virtual_channel_id
         self.map_id = map_id
+        # What fits a frame after the layers below add theirs (SDLS: sdls.SECURITY_OVERHEAD), so
+        # an FDU too long to send is refused on request, not found out at transmission.
+        self.max_fdu_length = max_fdu_length
         self._k = sliding_window
         self._t1_initial_s = float(t1_initial_s)
         self._transmission_limit = transmission_limit
@@ -1044,11 +1052,10 @@ class Fop:
     def _confirm_directive(self, directive: FopDirective, tag: object) -> None:
         self._notify(DirectiveNotification(Response.POSITIVE_CONFIRM, directive, tag))
 
-    @staticmethod
-    def _check_fdu(data: bytes) -> None:
-        if len(data) > MAX_FDU_LENGTH:
+    def _check_fdu(self, data: bytes) -> None:
+        if len(data) > self.max_fdu_length:
             raise LengthError(
-                f"FDU of {len(data)} octets, a TC frame carries at most {MAX_FDU_LENGTH}"
+                f"FDU of {len(data)} octets, a TC frame carries at most {self.max_fdu_length}"
             )
 
 

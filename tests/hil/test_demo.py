@@ -79,3 +79,34 @@ def test_penumbra_demo_refuses_an_impossible_fault_probability():
     assert result.returncode == 2
     assert "not a probability" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_node_refuses_an_authentic_frame_with_a_malformed_packet_and_keeps_serving(tmp_path):
+    from flight.protocol import cobs, icd
+    from flight.protocol.pus import PusTc, PusTm, Service, TestSubtype, VerificationFailure
+    from flight.protocol.sdls import SecurityAssociation, TcSecurity
+    from flight.protocol.tc_frame import TcFrame
+    from flight.protocol.tm_frame import TmReceiver
+
+    key = bytes(range(32))
+    ground = TcSecurity([SecurityAssociation(icd.SECURITY_PARAMETER_INDEX, key)])
+    node = demo.Node(key, tmp_path, log=lambda line: None)
+    ping = PusTc(demo.COMMAND_APID, 7, Service.TEST, TestSubtype.ARE_YOU_ALIVE).encode()
+    broken = ping[:-1] + bytes([ping[-1] ^ 0xFF])  # its PUS CRC no longer checks
+    for n_s, data in enumerate([broken, ping]):
+        frame = TcFrame(icd.SPACECRAFT_ID, icd.TcVirtualChannel.COMMAND, n_s, data)
+        node.receive(cobs.frame(ground.apply(frame, iv=n_s + 1).encode()), now=0.0)
+
+    receiver = TmReceiver()
+    reports = [
+        PusTm.decode(packet)
+        for frame in node.transmit()
+        for packet in receiver.receive(frame).packets
+    ]
+    kinds = [(tm.service, tm.subtype) for tm in reports]
+    assert kinds[:2] == [(5, 2), (1, 2)]  # event, then acceptance failure of the broken TC
+    failure = VerificationFailure.decode(reports[1].source_data)
+    assert failure.request_id.sequence_count == 7
+    assert failure.failure_code == demo.FAILURE_MALFORMED
+    assert node.executed == [7]  # the next, good command still runs
+    assert (1, 7) in kinds

@@ -36,6 +36,7 @@ from flight.protocol.errors import (
     ProtocolError,
     TruncatedError,
 )
+from flight.protocol.sdls import SECURITY_OVERHEAD
 from flight.protocol.tc_frame import FrameType, TcFrame
 from hil.faults import FaultModel, FaultyChannel
 
@@ -841,6 +842,21 @@ def test_an_oversized_fdu_is_a_length_error():
     fop = active_fop()
     with pytest.raises(LengthError):
         fop.transfer(bytes(1017), 0.0)
+
+
+def test_an_fdu_that_would_not_fit_once_secured_is_refused_on_request():
+    # SDLS adds its header and MAC below FOP-1: the ground tells FOP-1 how much room is left.
+    fop = active_fop(max_fdu_length=1016 - SECURITY_OVERHEAD)
+    with pytest.raises(LengthError, match=f"at most {1016 - SECURITY_OVERHEAD}"):
+        fop.transfer(bytes(1016 - SECURITY_OVERHEAD + 1), 0.0)
+    assert fop.transfer(bytes(1016 - SECURITY_OVERHEAD), 0.0) is Response.ACCEPT
+    assert len(fop.take_frames()) == 1
+
+
+@pytest.mark.parametrize("length", [0, 1017])
+def test_fop_refuses_a_maximum_fdu_length_no_frame_can_carry(length):
+    with pytest.raises(ValueError, match="maximum FDU length"):
+        make_fop(max_fdu_length=length)
 
 
 @st.composite
