@@ -47,6 +47,9 @@ PRIMARY_HEADER = BitStruct(
 Reference declaration; `SpacePacket` is the fast path."""
 
 _HEADER = struct.Struct(">HHH")
+# The members by wire value: a tuple index per packet is far cheaper than an IntEnum call.
+_PACKET_TYPES = tuple(PacketType(value) for value in range(2))
+_SEQUENCE_FLAGS = tuple(SequenceFlags(value) for value in range(4))
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,20 +103,29 @@ class SpacePacket:
         cls, buffer: bytes | bytearray | memoryview, offset: int = 0
     ) -> tuple["SpacePacket", int]:
         """Decode the packet that starts at `offset`; return it and the offset just past it."""
-        total = packet_length(buffer, offset)
-        word0, word1, _ = _HEADER.unpack_from(buffer, offset)
-        if len(buffer) - offset < total:
+        # packet_length's checks inlined, with the same messages: this runs once per packet.
+        available = len(buffer) - offset
+        if available < PRIMARY_HEADER_LENGTH:
             raise TruncatedError(
-                f"packet of {total} octets, only {len(buffer) - offset} present", offset=offset
+                f"{available} octets, a packet primary header needs {PRIMARY_HEADER_LENGTH}",
+                offset=offset,
+            )
+        word0, word1, length = _HEADER.unpack_from(buffer, offset)
+        if word0 >> 13:
+            raise FieldError(f"packet version number {word0 >> 13}, expected 0", offset=offset)
+        total = PRIMARY_HEADER_LENGTH + 1 + length
+        if available < total:
+            raise TruncatedError(
+                f"packet of {total} octets, only {available} present", offset=offset
             )
         end = offset + total
         packet = cls(
-            PacketType((word0 >> 12) & 1),
+            _PACKET_TYPES[(word0 >> 12) & 1],
             word0 & 0x7FF,
             word1 & 0x3FFF,
             bytes(buffer[offset + PRIMARY_HEADER_LENGTH : end]),
-            bool(word0 & 0x0800),
-            SequenceFlags(word1 >> 14),
+            word0 & 0x0800 != 0,
+            _SEQUENCE_FLAGS[word1 >> 14],
         )
         return packet, end
 

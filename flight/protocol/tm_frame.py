@@ -268,8 +268,9 @@ class TmVirtualChannelSender:
 
     Packets span frames; each data field remembers where its first packet header is (the FHP).
     Complete data fields wait here until the master channel releases them, which is when they get
-    their frame counts, OCF and FECF. A data field is a list of slices of the packets, so each
-    octet is copied once, when the frame is joined. Get one from `TmMasterChannel.virtual_channel`.
+    their frame counts, OCF and FECF. A data field is a list of the packets and, where a packet
+    spans data fields, of slices of it (bytes: copying at most one data field costs less than making
+    memoryviews). Get one from `TmMasterChannel.virtual_channel`.
     """
 
     def __init__(self, virtual_channel_id: int, data_field_length: int, word0: int) -> None:
@@ -279,10 +280,10 @@ class TmVirtualChannelSender:
         self.idle_octets = 0
         self._word0 = word0  # version, spacecraft id, VC id, OCF flag: fixed for the channel
         self._capacity = data_field_length
-        self._chunks: list[bytes | memoryview] = []
+        self._chunks: list[bytes] = []
         self._fill = 0
         self._fhp = _NO_PACKET_START
-        self._ready: deque[tuple[int, list[bytes | memoryview]]] = deque()
+        self._ready: deque[tuple[int, list[bytes]]] = deque()
 
     @property
     def pending_frames(self) -> int:
@@ -326,26 +327,26 @@ class TmVirtualChannelSender:
         self._append(idle_packet(pad), pad)
 
     def _append(self, packet: bytes, size: int) -> None:
+        fill = self._fill
         if self._fhp == _NO_PACKET_START:
-            self._fhp = self._fill
-        free = self._capacity - self._fill
+            self._fhp = fill
+        free = self._capacity - fill
         if size < free:  # fits, and the data field stays open
             self._chunks.append(packet)
-            self._fill += size
+            self._fill = fill + size
             return
-        view = memoryview(packet)
-        position = 0
-        while size - position >= free:  # this data field fills up
-            self._chunks.append(view[position : position + free])
-            self._ready.append((self._fhp, self._chunks))
-            position += free
-            self._chunks = []
-            self._fill = 0
-            self._fhp = _NO_PACKET_START
-            free = self._capacity
-        if position < size:
-            self._chunks.append(view[position:])
-            self._fill = size - position
+        # The packet completes this data field, perhaps more after it, and may open another.
+        capacity = self._capacity
+        ready = self._ready
+        self._chunks.append(packet[:free])
+        ready.append((self._fhp, self._chunks))
+        position = free
+        while size - position >= capacity:  # a whole data field within the packet: no FHP
+            ready.append((_NO_PACKET_START, [packet[position : position + capacity]]))
+            position += capacity
+        self._fhp = _NO_PACKET_START
+        self._chunks = [packet[position:]] if position < size else []
+        self._fill = size - position
 
 
 class TmMasterChannel:
@@ -428,7 +429,7 @@ class TmMasterChannel:
         self,
         channel: TmVirtualChannelSender,
         fhp: int = 0,
-        chunks: list[bytes | memoryview] | None = None,
+        chunks: list[bytes] | None = None,
     ) -> bytes:
         # The OCF word first: if the source fails, no frame is dequeued and no count moves.
         ocf = b""
@@ -467,6 +468,11 @@ class ReceivedFrame(NamedTuple):
     ocf: int | None
     lost_frames: int = 0
     lost_master_frames: int = 0
+
+
+# What ReceivedFrame(...) does, minus the Python-level __new__ that NamedTuple generates: half the
+# cost, once per frame. Every field must be given, in order.
+_new_received_frame = tuple.__new__
 
 
 class _VirtualChannelState:
@@ -568,14 +574,17 @@ class TmReceiver:
         else:
             self._extract(state, frame, fhp, packets)
             self.packets_extracted += len(packets)
-        return ReceivedFrame(
-            vcid,
-            mc_count,
-            vc_count,
-            tuple(packets),
-            _OCF.unpack_from(frame, self._end)[0] if self.has_ocf else None,
-            lost,
-            lost_master,
+        return _new_received_frame(
+            ReceivedFrame,
+            (
+                vcid,
+                mc_count,
+                vc_count,
+                tuple(packets),
+                _OCF.unpack_from(frame, self._end)[0] if self.has_ocf else None,
+                lost,
+                lost_master,
+            ),
         )
 
     def _lose_sync(self, state: _VirtualChannelState) -> None:
