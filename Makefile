@@ -18,7 +18,7 @@ demo: $(INSTALLED)
 	$(BIN)/penumbra demo
 
 test: $(INSTALLED) lint
-	$(BIN)/python -m pytest -m "not soak"
+	$(BIN)/python -m pytest
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
