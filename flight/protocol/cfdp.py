@@ -1,6 +1,7 @@
 """CFDP class 1 (unacknowledged) file transfer, CCSDS 727.0-B-5: PDU codecs, sender and receiver."""
 
 import bisect
+import errno
 import os
 import struct
 from collections import OrderedDict
@@ -929,10 +930,7 @@ class FileReceiver:
     def close(self) -> None:
         """Drop every active transaction and its partial file (class 1 cannot resume them)."""
         for transaction in self._active.values():
-            try:
-                self._close_fd(transaction)
-            finally:
-                transaction.partial.unlink(missing_ok=True)
+            self._discard_partial(transaction)
         self._active.clear()
 
     def receive(
@@ -1050,7 +1048,7 @@ class FileReceiver:
         if not transaction.received.add(data.offset, end):
             self.duplicate_pdus += 1
             return None
-        os.pwrite(self._open(transaction), data.file_data, data.offset)
+        self._write_at(self._open(transaction), data.file_data, data.offset)
         return self._check_size(transaction)
 
     def _on_eof(self, transaction: _Transaction, eof: EofPdu) -> TransferResult | None:
@@ -1152,6 +1150,17 @@ class FileReceiver:
         return transaction.fd
 
     @staticmethod
+    def _write_at(fd: int, data: bytes, offset: int) -> None:
+        """All of `data` at `offset`. A filling file store first writes short, then says ENOSPC."""
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(fd, view, offset)
+            if written <= 0:
+                raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (at octet {offset})")
+            view = view[written:]
+            offset += written
+
+    @staticmethod
     def _crc32_of(fd: int, size: int) -> int:
         """CRC-32 of the partial file as it is on the file store, read back in chunks."""
         value = 0
@@ -1194,11 +1203,32 @@ class FileReceiver:
             self.files_received += 1
         else:
             self.files_failed += 1
-            try:
-                self._close_fd(transaction)
-            finally:
-                transaction.partial.unlink(missing_ok=True)
+            problem = self._discard_partial(transaction)
+            if problem:
+                reason = f"{reason}; {problem}"
         return TransferResult(key, condition, reason, path, size)
+
+    @classmethod
+    def _discard_partial(cls, transaction: _Transaction) -> str:
+        """Close and remove a partial file; say what failed, or ''.
+
+        A file store that refuses even this (remounted read-only, I/O error) must not turn an ended
+        transfer into a crash: the partial is a dot-file that the next receiver start removes.
+        """
+        notes = []
+        try:
+            cls._close_fd(transaction)
+        except OSError as error:
+            notes.append(
+                f"closing partial file {transaction.partial.name}: {error.strerror or error}"
+            )
+        try:
+            transaction.partial.unlink(missing_ok=True)
+        except OSError as error:
+            notes.append(
+                f"partial file {transaction.partial.name} left behind: {error.strerror or error}"
+            )
+        return "; ".join(notes)
 
     @staticmethod
     def _known_size(transaction: _Transaction) -> int:

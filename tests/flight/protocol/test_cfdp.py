@@ -1,6 +1,7 @@
 """CFDP class 1: codecs against public vectors, construct and spacepackets; sender, receiver."""
 
 import dataclasses
+import errno
 import os
 import random
 import tempfile
@@ -1130,6 +1131,71 @@ def test_file_store_failure_is_reported_as_filestore_rejection() -> None:
         [result] = feed(FileReceiver(directory), pdus)
         assert result.condition_code == ConditionCode.FILESTORE_REJECTION
         assert sorted(os.listdir(directory)) == ["taken"]
+
+
+def test_a_short_write_as_the_file_store_fills_is_completed_not_delivered_with_a_hole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A file system running full returns a short count from pwrite before it says ENOSPC; the
+    # NULL checksum cannot see the hole, so the receiver must write every octet itself.
+    real_pwrite = os.pwrite
+    monkeypatch.setattr(
+        os, "pwrite", lambda fd, data, offset: real_pwrite(fd, data[: len(data) // 2 + 1], offset)
+    )
+    content = bytes(range(256)) * 2
+    pdus = list(
+        FileSender(1, 2, 3, content, 100, destination_name="x", checksum_type=ChecksumType.NULL)
+    )
+    with receive_directory() as directory:
+        [result] = feed(FileReceiver(directory), pdus)
+        assert result.success
+        assert (directory / "x").read_bytes() == content
+
+
+def test_a_file_store_that_fills_mid_segment_is_a_filestore_rejection_and_leaves_no_file(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_pwrite = os.pwrite
+    calls = []
+
+    def filling(fd: int, data: bytes, offset: int) -> int:
+        calls.append(offset)
+        if len(calls) == 1:
+            return real_pwrite(fd, data[:10], offset)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "pwrite", filling)
+    pdus = list(FileSender(1, 2, 3, os.urandom(100), 100, destination_name="x"))
+    with receive_directory() as directory:
+        [result] = feed(FileReceiver(directory), pdus)
+        assert result.condition_code == ConditionCode.FILESTORE_REJECTION
+        assert os.strerror(errno.ENOSPC) in result.reason
+        assert calls == [0, 10]
+        assert os.listdir(directory) == []
+
+
+def test_a_partial_file_that_cannot_be_removed_still_ends_the_transfer_with_a_result(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    header = PduHeader(1, 2, 3)
+    with receive_directory() as directory:
+        receiver = FileReceiver(directory)
+        receiver.receive(FileDataPdu(header, 0, b"abcdef").encode())
+
+        def read_only(self: Path, missing_ok: bool = False) -> None:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+        monkeypatch.setattr(Path, "unlink", read_only)
+        # The EOF says 2 octets, 6 were received: the transfer fails, and so does the clean-up.
+        result = receiver.receive(EofPdu(header, 0, 2).encode())
+        assert result.condition_code == ConditionCode.FILE_SIZE_ERROR
+        assert f"left behind: {os.strerror(errno.EROFS)}" in result.reason
+        assert receiver.files_failed == 1
+        assert receiver.active_transactions == ()
+        receiver.close()
+        monkeypatch.undo()
+        FileReceiver(directory)  # the next start removes what was left
+        assert os.listdir(directory) == []
 
 
 def test_partial_files_left_by_a_power_loss_are_removed_by_the_next_receiver() -> None:
