@@ -167,10 +167,14 @@ class ReplayWindow:
         self.restore(last_accepted)
 
     def restore(self, last_accepted: int) -> None:
-        """Restart from a persisted highest accepted number; everything up to it counts as seen."""
+        """Restart from a persisted highest accepted number; everything up to it counts as seen.
+
+        Never lower than what this window already accepted: a stale persisted value must not
+        reopen numbers that were used since it was written.
+        """
         if not 0 <= last_accepted <= MAX_IV:
             raise ValueError(f"last accepted IV {last_accepted} outside 0..2**96-1")
-        self.last_accepted = last_accepted
+        self.last_accepted = max(last_accepted, self.last_accepted)
         self._seen = self._mask  # bit i: last_accepted - i was accepted (or is presumed so)
 
     def check(self, number: int, *, offset: int | None = None) -> None:
