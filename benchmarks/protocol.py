@@ -35,7 +35,9 @@ from spacepackets.ccsds.tm_frame import (
 
 from flight.protocol import icd
 from flight.protocol.crc import crc16
+from flight.protocol.sdls import SecurityAssociation, TcSecurity
 from flight.protocol.spacepacket import IDLE_APID, PacketType, SpacePacket
+from flight.protocol.tc_frame import TcFrame
 from flight.protocol.tm_frame import (
     SEGMENT_LENGTH_ID,
     TmMasterChannel,
@@ -321,18 +323,8 @@ def peer_crc_floor_once(frames: int) -> Run:
 # --- 3. authenticated TC frames -----------------------------------------------------------------
 
 
-def tc_authenticated_once(frames: int) -> Run | None:
-    """Encode (apply security) and decode (verify MAC and anti-replay) TC frames; None if the
-    SDLS or TC frame module is missing.
-
-    LEAD: written against flight/protocol/sdls.py as it stood (TcSecurity.apply(frame, *, iv)
-    and process(frame)); adjust here if that API changes.
-    """
-    try:
-        from flight.protocol.sdls import SecurityAssociation, TcSecurity
-        from flight.protocol.tc_frame import TcFrame
-    except ImportError:
-        return None
+def tc_authenticated_once(frames: int) -> Run:
+    """Encode (apply security) and decode (verify MAC and anti-replay) TC frames."""
     key = bytes(range(32))
     association = SecurityAssociation(icd.SECURITY_PARAMETER_INDEX, key)
     ground = TcSecurity([association])
@@ -443,17 +435,12 @@ def main(argv: list[str] | None = None) -> int:
             "frame",
             lambda: peer_crc_floor_once(args.frames),
         ),
+        Case(
+            "Penumbra authenticated TC frame: apply + encode, decode + process",
+            "frame",
+            lambda: tc_authenticated_once(args.tc_frames),
+        ),
     ]
-    if tc_authenticated_once(1) is None:
-        print("TC: flight/protocol/sdls.py or tc_frame.py missing; authenticated TC not measured")
-    else:
-        cases.append(
-            Case(
-                "Penumbra authenticated TC frame: apply + encode, decode + process",
-                "frame",
-                lambda: tc_authenticated_once(args.tc_frames),  # type: ignore[arg-type,return-value]
-            )
-        )
     results = measure(cases, args.repetitions)
     ours, peer_path, peer, our_packets, floor = results[:5]
 

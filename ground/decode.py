@@ -88,9 +88,14 @@ def read_input(argument: str, stdin: BinaryIO) -> bytes:
     if not argument.strip():
         raise InputError("empty argument: give hex octets, a file, or - for standard input")
     path = Path(argument)
-    if path.is_dir():
+    try:
+        is_directory, exists = path.is_dir(), path.exists()
+    except OSError:
+        # A long hex dump is no possible path (ENAMETOOLONG): it can only be hex.
+        is_directory = exists = False
+    if is_directory:
         raise InputError(f"{argument} is a directory, not a dump file")
-    if path.exists():
+    if exists:
         try:
             return path.read_bytes()
         except OSError as error:
@@ -114,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if not minimum <= args.tm_frame_length <= tm_frame.MAX_FRAME_LENGTH:
         _complain(
-            f"--tm-frame-length {args.tm_frame_length} outside {minimum}..."
+            f"--tm-frame-length {args.tm_frame_length} outside {minimum}.."
             f"{tm_frame.MAX_FRAME_LENGTH} (132.0-B-3 4.1.1)"
         )
         return 1

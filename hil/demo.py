@@ -51,7 +51,7 @@ from flight.protocol.pus import (
     VerificationSuccess,
 )
 from flight.protocol.sdls import SECURITY_OVERHEAD, SecurityAssociation, TcSecurity, load_key
-from flight.protocol.spacepacket import PacketType, SpacePacket
+from flight.protocol.spacepacket import MAX_SEQUENCE_COUNT, PacketType, SpacePacket
 from flight.protocol.tc_frame import TcFrame
 from flight.protocol.tm_frame import NO_CLCW, ReceivedFrame, TmMasterChannel, TmReceiver
 from hil.faults import FaultModel, FaultyChannel
@@ -163,7 +163,7 @@ class Node:
             if result is not None:
                 self.file_results.append(result)
             return
-        tc = PusTc.from_packet(packet)
+        tc = PusTc.decode(data)
         self.executed.append(tc.sequence_count)
         request = RequestId.from_tc(tc)
         accepted = VerificationSuccess(request).encode()
@@ -369,8 +369,8 @@ class Scenario:
     seed: int = 1
     commands: int = 40
     file_octets: int = 12_288
-    uplink: FaultModel = field(default_factory=lambda: UPLINK_FAULTS)
-    downlink: FaultModel = field(default_factory=lambda: DOWNLINK_FAULTS)
+    uplink: FaultModel = UPLINK_FAULTS  # frozen, so safe to share as a default
+    downlink: FaultModel = DOWNLINK_FAULTS
 
 
 def _commands(count: int) -> list[PusTc]:
@@ -576,6 +576,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not 0 <= args.commands <= MAX_SEQUENCE_COUNT:
+        # Commands are numbered 1..N by their 14-bit packet sequence count.
+        print(
+            f"penumbra demo: --commands {args.commands}: give a number of commands in "
+            f"0..{MAX_SEQUENCE_COUNT}",
+            file=sys.stderr,
+        )
+        return 2
     try:
         changes = {"loss": args.loss, "bit_error_rate": args.bit_error_rate}
         scenario = Scenario(

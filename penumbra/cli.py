@@ -12,7 +12,7 @@ import sys
 SUBCOMMANDS = {
     "decode": (
         "ground.decode",
-        "decode a captured dump (COBS, TC/TM frame, Space Packet, PUS) to JSON",
+        "decode a captured dump (COBS, TC/TM frame, Space Packet, PUS, CFDP) to JSON",
     ),
     "demo": ("hil.demo", "operate a simulated node across a noisy in-memory link, stage by stage"),
 }

@@ -32,7 +32,7 @@ from construct import (
     this,
 )
 
-from flight.protocol.crc import check_crc16, crc16, crc32
+from flight.protocol.crc import append_crc16, check_crc16, crc16, crc32
 from flight.protocol.errors import (
     AddressError,
     FieldError,
@@ -159,9 +159,7 @@ PDU_HEADER = BitStruct(
 """The fixed PDU header, 727.0-B-5 5.1. The length fields hold octets - 1.
 Reference declaration; `PduHeader` is the fast path."""
 
-_FSS = IfThenElse(
-    this.header.large_file_flag, Int64ub, Int32ub
-)  # File-Size Sensitive: 64 bits if large
+_FSS = IfThenElse(this.header.large_file_flag, Int64ub, Int32ub)  # File-Size Sensitive
 _LV = Prefixed(Int8ub, GreedyBytes)  # Length-Value, the length in one octet
 TLV = Struct("type" / Int8ub, "value" / Prefixed(Int8ub, GreedyBytes))
 """727.0-B-5 Type-Length-Value: type and length one octet each."""
@@ -381,9 +379,7 @@ class PduHeader:
         pdu = (
             self.encode(pdu_type, len(data_field) + crc_octets, segment_metadata_flag) + data_field
         )
-        if self.crc_flag:
-            pdu += crc16(pdu).to_bytes(2, "big")
-        return pdu
+        return append_crc16(pdu) if self.crc_flag else pdu
 
 
 @dataclass(frozen=True, slots=True)
@@ -758,9 +754,8 @@ class FileSender:
             checksum_type,
             closure_requested,  # for a peer that sends Finished; FileReceiver never does (class 1)
         )
-        self._metadata_pdu = (
-            self.metadata.encode()
-        )  # any field that does not fit raises here, not mid-pass
+        # Any field that does not fit raises here, not in the middle of a pass.
+        self._metadata_pdu = self.metadata.encode()
 
     @property
     def transaction_id(self) -> TransactionId:
@@ -832,10 +827,10 @@ class _Ranges:
         """Record [start, end); False when every octet of it was already recorded."""
         if start >= end:
             return False
-        low = bisect.bisect_left(
-            self.ends, start
-        )  # first range ending at or after start (touching counts)
-        high = bisect.bisect_right(self.starts, end)  # ranges starting at or before end
+        # The first range ending at or after start (touching counts), and the ranges starting
+        # at or before end: those are the ones [start, end) merges with.
+        low = bisect.bisect_left(self.ends, start)
+        high = bisect.bisect_right(self.starts, end)
         if low < high:
             if self.starts[low] <= start and end <= self.ends[low]:
                 return False

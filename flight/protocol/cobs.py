@@ -115,9 +115,8 @@ class CobsDeframer:
         self.last_discard_reason = DiscardReason.NONE
         self.last_discard_message = ""
         self._pending = bytearray()
-        self._skipping = (
-            False  # inside a frame already discarded as too long; drop up to the delimiter
-        )
+        # Inside a frame already discarded as too long: drop up to the delimiter.
+        self._skipping = False
 
     @property
     def pending_octets(self) -> int:

@@ -184,9 +184,8 @@ class FarmReason(StrEnum):
     SET_VR = "set_vr"  # BC Set V(R) executed
     SET_VR_IN_LOCKOUT = "set_vr_in_lockout"  # BC Set V(R) counted but without effect in Lockout
     NO_BUFFER = "no_buffer"  # discarded: the higher layer cannot take it (Wait)
-    AHEAD_OF_SEQUENCE = (
-        "ahead_of_sequence"  # discarded: a frame is missing before it (retransmit requested)
-    )
+    # Discarded: a frame is missing before it (retransmit requested).
+    AHEAD_OF_SEQUENCE = "ahead_of_sequence"
     DUPLICATE = "duplicate"  # discarded: already accepted
     OUTSIDE_WINDOW = "outside_window"  # discarded, and FARM-1 locks out
     LOCKED_OUT = "locked_out"  # discarded: FARM-1 is in Lockout
@@ -445,9 +444,8 @@ class AlertReason(StrEnum):
     LIMIT = "LIMIT"  # retransmission requested with the transmission limit at 1
     T1 = "T1"  # T1 expired with the transmission limit reached (or while initialising)
     LOCKOUT = "LOCKOUT"  # the CLCW reports Lockout
-    SYNCH = (
-        "SYNCH"  # the CLCW contradicts what FOP-1 sent (flags or N(R) inconsistent with the state)
-    )
+    # The CLCW contradicts what FOP-1 sent (flags or N(R) inconsistent with the state).
+    SYNCH = "SYNCH"
     CLCW = "CLCW"  # the CLCW reports Wait where it cannot
     NN_R = "NN(R)"  # N(R) outside NN(R)..V(S)
     LLIF = "LLIF"  # the lower layer failed to transmit a frame

@@ -30,6 +30,7 @@ from flight.protocol.spacepacket import (
 )
 from flight.protocol.tc_frame import PRIMARY_HEADER_LENGTH as TC_PRIMARY_HEADER_LENGTH
 from flight.protocol.tc_frame import SEGMENT_HEADER_LENGTH, TC_TRANSFER_FRAME, FrameType, TcFrame
+from flight.protocol.tm_frame import PRIMARY_HEADER_LENGTH as TM_PRIMARY_HEADER_LENGTH
 from flight.protocol.tm_frame import FirstHeaderPointer, TmFrame, tm_transfer_frame
 
 Description = dict[str, Any]
@@ -56,7 +57,6 @@ exactly as its length field says.
 """
 
 _SECURED_VCS = frozenset(int(channel) for channel in icd.TcVirtualChannel)
-_TM_HEADER_LENGTH = 6
 _CFDP_NAMES = MappingProxyType(
     {
         cfdp_codec.MetadataPdu: "metadata",
@@ -531,11 +531,13 @@ class _Reader:
             "transfer_frame_primary_header": header,
         }
         out.update(
-            self._tm_data_field(frame.data, frame.first_header_pointer, base + _TM_HEADER_LENGTH)
+            self._tm_data_field(
+                frame.data, frame.first_header_pointer, base + TM_PRIMARY_HEADER_LENGTH
+            )
         )
         if frame.ocf is not None:
             out["operational_control_field"] = self._ocf(
-                frame.ocf, base + _TM_HEADER_LENGTH + len(frame.data)
+                frame.ocf, base + TM_PRIMARY_HEADER_LENGTH + len(frame.data)
             )
         out["frame_error_control_field"] = parsed.frame_error_control_field
         return out

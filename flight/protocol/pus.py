@@ -22,12 +22,13 @@ from construct import (
     this,
 )
 
-from flight.protocol.crc import check_crc16, crc16
+from flight.protocol.crc import append_crc16, check_crc16, crc16
 from flight.protocol.cuc import CUC_T_FIELD, T_FIELD_LENGTH, CucTime
 from flight.protocol.errors import FieldError, LengthError, ProtocolError, TruncatedError
 from flight.protocol.icd import PUS_VERSION
 from flight.protocol.spacepacket import (
     MAX_APID,
+    MAX_DATA_LENGTH,
     MAX_SEQUENCE_COUNT,
     PRIMARY_HEADER,
     PRIMARY_HEADER_LENGTH,
@@ -53,9 +54,8 @@ TM_SECONDARY_HEADER_LENGTH = 7 + T_FIELD_LENGTH
 PACKET_ERROR_CONTROL_LENGTH = 2
 REQUEST_ID_LENGTH = 4
 MAX_COUNT = (1 << (8 * COUNT_OCTETS)) - 1
-_MAX_DATA_FIELD = 65536  # the packet data length field holds length - 1 in 16 bits
-MAX_APPLICATION_DATA = _MAX_DATA_FIELD - TC_SECONDARY_HEADER_LENGTH - PACKET_ERROR_CONTROL_LENGTH
-MAX_SOURCE_DATA = _MAX_DATA_FIELD - TM_SECONDARY_HEADER_LENGTH - PACKET_ERROR_CONTROL_LENGTH
+MAX_APPLICATION_DATA = MAX_DATA_LENGTH - TC_SECONDARY_HEADER_LENGTH - PACKET_ERROR_CONTROL_LENGTH
+MAX_SOURCE_DATA = MAX_DATA_LENGTH - TM_SECONDARY_HEADER_LENGTH - PACKET_ERROR_CONTROL_LENGTH
 _MIN_TC_LENGTH = PRIMARY_HEADER_LENGTH + TC_SECONDARY_HEADER_LENGTH + PACKET_ERROR_CONTROL_LENGTH
 _MIN_TM_LENGTH = PRIMARY_HEADER_LENGTH + TM_SECONDARY_HEADER_LENGTH + PACKET_ERROR_CONTROL_LENGTH
 
@@ -316,8 +316,7 @@ def _check_range(value: int, maximum: int, what: str) -> None:
 
 def _with_crc(packet: bytes) -> bytes:
     """`packet` with its last two octets replaced by the packet error control over the rest."""
-    body = packet[:-PACKET_ERROR_CONTROL_LENGTH]
-    return body + crc16(body).to_bytes(PACKET_ERROR_CONTROL_LENGTH, "big")
+    return append_crc16(packet[:-PACKET_ERROR_CONTROL_LENGTH])
 
 
 def _check_packet(buffer: Buffer, minimum: int, what: str) -> int:

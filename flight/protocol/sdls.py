@@ -6,7 +6,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from construct import Bytes, Int16ub, Struct
 from cryptography.exceptions import InvalidTag
@@ -20,9 +19,13 @@ from flight.protocol.errors import (
     ReplayError,
     TruncatedError,
 )
-
-if TYPE_CHECKING:  # only the frame's interface is used; no import cycle with the frame codec
-    from flight.protocol.tc_frame import TcFrame
+from flight.protocol.tc_frame import (
+    FECF_LENGTH,
+    MAX_FRAME_LENGTH,
+    PRIMARY_HEADER_LENGTH,
+    SEGMENT_HEADER_LENGTH,
+    TcFrame,
+)
 
 SPI_OCTETS = 2
 IV_OCTETS = icd.SDLS_IV_OCTETS
@@ -33,8 +36,6 @@ SECURITY_OVERHEAD = SECURITY_HEADER_LENGTH + SECURITY_TRAILER_LENGTH
 KEY_OCTETS = 32  # AES-256
 MAX_SPI = 0xFFFF
 MAX_IV = (1 << (8 * IV_OCTETS)) - 1
-PRIMARY_HEADER_LENGTH = 5  # TC Transfer Frame primary header (232.0-B-4 4.1.2)
-FECF_LENGTH = 2
 _KEY_FILE_LIMIT = 4096  # a key file is 32 or ~65 octets; never read an arbitrarily large file
 
 SECURITY_HEADER = Struct(
@@ -244,13 +245,6 @@ class TcSecurity:
         self.rejected_replay = 0
         self.last_spi: int | None = None
 
-    @property
-    def spis(self) -> tuple[int, ...]:
-        return tuple(self._states)
-
-    def association(self, spi: int) -> SecurityAssociation:
-        return self._state(spi).association
-
     def last_accepted(self, spi: int) -> int:
         """Highest IV accepted on this SA: persist it (atomically) so a restart cannot reopen it."""
         return self._state(spi).window.last_accepted
@@ -259,7 +253,7 @@ class TcSecurity:
         """Restart the window from a persisted `last_accepted`; it and all below are refused."""
         self._state(spi).window.restore(last_accepted)
 
-    def apply(self, frame: "TcFrame", *, iv: int, spi: int | None = None) -> "TcFrame":
+    def apply(self, frame: TcFrame, *, iv: int, spi: int | None = None) -> TcFrame:
         """Ground side: return `frame` with its data wrapped in the security header and trailer.
 
         `iv` must never repeat under one key; keeping that counter (persisted, monotonic) is the
@@ -271,14 +265,16 @@ class TcSecurity:
             raise FieldError(f"IV {iv} outside 0..2**96-1")
         state = self._state_for(frame, spi)
         association = state.association
+        # Checked here, before header_octets would refuse the frame without saying what fits.
+        headers = PRIMARY_HEADER_LENGTH + (0 if frame.map_id is None else SEGMENT_HEADER_LENGTH)
+        room = MAX_FRAME_LENGTH - headers - SECURITY_OVERHEAD - FECF_LENGTH
+        if len(frame.data) > room:
+            raise LengthError(
+                f"frame data of {len(frame.data)} octets: at most {room} fit a protected TC "
+                "frame; split the data over more frames"
+            )
         protected_length = len(frame.data) + SECURITY_OVERHEAD
         header = frame.header_octets(protected_length)
-        total = len(header) + protected_length + FECF_LENGTH
-        if total > icd.TC_MAX_FRAME_LENGTH:
-            raise LengthError(
-                f"frame data of {len(frame.data)} octets makes a {total}-octet protected frame, "
-                f"more than {icd.TC_MAX_FRAME_LENGTH}"
-            )
         security_header = SecurityHeader(association.spi, iv).encode()
         body, mac = seal(
             state.cipher,
@@ -289,7 +285,7 @@ class TcSecurity:
         )
         return replace(frame, data=security_header + body + mac)
 
-    def process(self, frame: "TcFrame") -> "TcFrame":
+    def process(self, frame: TcFrame) -> TcFrame:
         """Onboard: verify the MAC, then the anti-replay window; return the frame with bare data.
 
         Unknown SPI, an SA not bound to the frame's virtual channel, or a MAC that does not verify:
@@ -301,7 +297,7 @@ class TcSecurity:
             self.frames_clear += 1
             return frame
         data = frame.data
-        data_offset = PRIMARY_HEADER_LENGTH + (0 if frame.map_id is None else 1)
+        data_offset = PRIMARY_HEADER_LENGTH + (0 if frame.map_id is None else SEGMENT_HEADER_LENGTH)
         if len(data) < SECURITY_OVERHEAD:
             self.rejected_truncated += 1
             raise TruncatedError(
@@ -355,7 +351,7 @@ class TcSecurity:
         except KeyError:
             raise KeyError(f"no security association with SPI {spi}") from None
 
-    def _state_for(self, frame: "TcFrame", spi: int | None) -> _SaState:
+    def _state_for(self, frame: TcFrame, spi: int | None) -> _SaState:
         vc = frame.virtual_channel_id
         if spi is not None:
             state = self._states.get(spi)

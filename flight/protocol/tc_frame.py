@@ -7,7 +7,7 @@ from enum import IntEnum, StrEnum
 from construct import BitsInteger, BitStruct, Bytes, Flag, If, Int16ub, Struct
 
 from flight.protocol import icd
-from flight.protocol.crc import check_crc16, crc16
+from flight.protocol.crc import append_crc16, check_crc16
 from flight.protocol.errors import AddressError, FieldError, LengthError, TruncatedError
 
 PRIMARY_HEADER_LENGTH = 5
@@ -160,8 +160,7 @@ class TcFrame:
         """The whole frame: headers, data, and the FECF over both (232.0-B-4 4.1.4)."""
         if self.control_command_flag:
             parse_control_command(self.data, PRIMARY_HEADER_LENGTH)
-        body = self.header_octets(len(self.data)) + self.data
-        return body + crc16(body).to_bytes(2, "big")
+        return append_crc16(self.header_octets(len(self.data)) + self.data)
 
     @classmethod
     def decode(

@@ -102,7 +102,7 @@ def test_tm_frame_length_and_no_ocf_options(capsys) -> None:
     assert "operational_control_field" not in json.loads(out)
     status, out, err = decode(capsys, "--tm-frame-length", "12", V9.hex())
     assert (status, out) == (1, "")
-    assert err == "penumbra decode: --tm-frame-length 12 outside 13...2048 (132.0-B-3 4.1.1)\n"
+    assert err == "penumbra decode: --tm-frame-length 12 outside 13..2048 (132.0-B-3 4.1.1)\n"
 
 
 @pytest.mark.parametrize(
@@ -180,6 +180,13 @@ def test_a_bad_argument_is_one_clear_line_and_exit_1(capsys, argument, message) 
     status, out, err = decode(capsys, argument)
     assert (status, out) == (1, "")
     assert err == f"penumbra decode: {message}\n"
+
+
+def test_a_hex_dump_too_long_for_a_file_name_is_read_as_hex(capsys) -> None:
+    frame = TmFrame(icd.SPACECRAFT_ID, 7, 0, 0, 0x7FE, bytes(1103), ocf=0).encode()
+    status, out, err = decode(capsys, frame.hex())  # 2230 characters: no path can be that long
+    assert (status, err) == (0, "")
+    assert json.loads(out)["kind"] == "tm-frame"
 
 
 def test_a_directory_is_refused(tmp_path, capsys) -> None:

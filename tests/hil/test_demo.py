@@ -81,6 +81,14 @@ def test_penumbra_demo_refuses_an_impossible_fault_probability():
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("commands", ["-1", "16384"])
+def test_penumbra_demo_refuses_more_commands_than_sequence_counts(commands, capsys):
+    from penumbra.cli import main
+
+    assert main(["demo", "--commands", commands]) == 2
+    assert "give a number of commands in 0..16383" in capsys.readouterr().err
+
+
 def test_node_refuses_an_authentic_frame_with_a_malformed_packet_and_keeps_serving(tmp_path):
     from flight.protocol import cobs, icd
     from flight.protocol.pus import PusTc, PusTm, Service, TestSubtype, VerificationFailure

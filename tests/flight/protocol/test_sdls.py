@@ -310,7 +310,7 @@ def test_apply_rejects_an_iv_outside_96_bits() -> None:
 
 def test_apply_rejects_data_too_long_for_a_protected_frame() -> None:
     security().apply(command_frame(bytes(MAX_PAYLOAD)), iv=1)
-    with pytest.raises(LengthError):
+    with pytest.raises(LengthError, match=f"at most {MAX_PAYLOAD} fit a protected TC frame"):
         security().apply(command_frame(bytes(MAX_PAYLOAD + 1)), iv=1)
 
 
