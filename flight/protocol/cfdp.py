@@ -61,6 +61,9 @@ DEFAULT_INACTIVITY_TIMEOUT_S = 600.0
 """Default receiver inactivity limit (727.0-B-5 transaction inactivity timer). Class 1 cannot
 resume, so a partial file idle for longer than this is dropped."""
 
+DEFAULT_MAX_ACTIVE_TRANSACTIONS = 16
+"""Default limit on transfers in progress at one receiver: each holds a descriptor and a file."""
+
 PARTIAL_PREFIX = ".cfdp-"
 PARTIAL_SUFFIX = ".part"
 _CHECKSUM_CHUNK = 1 << 16
@@ -874,7 +877,7 @@ class _Transaction:
 
 
 class FileReceiver:
-    """Receives class 1 transactions into `directory`, any number at once, keyed by TransactionId.
+    """Receives class 1 transactions into `directory`, up to `max_active_transactions` at once.
 
     `receive` takes one PDU and returns a `TransferResult` when a transaction ends (delivered or
     failed), else None. PDUs may come in any order and more than once; duplicates are counted in
@@ -887,6 +890,10 @@ class FileReceiver:
     files are the receiver's own dot-files, removed when a receiver starts because class 1 cannot
     resume them. One receiver per directory. Malformed or misaddressed PDUs raise `ProtocolError`;
     `now` is the caller's clock in seconds, used only for `expire`.
+
+    Each active transaction holds a file descriptor and a partial file, so their number is bounded:
+    a transaction that would exceed `max_active_transactions` ends at once with
+    FILESTORE_REJECTION (counted in `transactions_refused`) and the ones in progress carry on.
     """
 
     def __init__(
@@ -897,7 +904,12 @@ class FileReceiver:
         inactivity_timeout_s: float = DEFAULT_INACTIVITY_TIMEOUT_S,
         max_file_size: int = MAX_RECEIVED_FILE_SIZE,
         remembered_transactions: int = 4096,
+        max_active_transactions: int = DEFAULT_MAX_ACTIVE_TRANSACTIONS,
     ) -> None:
+        if max_active_transactions < 1:
+            raise ValueError(
+                f"max_active_transactions must be at least 1, not {max_active_transactions}"
+            )
         directory = Path(directory)
         if not directory.is_dir():
             raise NotADirectoryError(
@@ -908,6 +920,8 @@ class FileReceiver:
         self.inactivity_timeout_s = inactivity_timeout_s
         self.max_file_size = max_file_size
         self.remembered_transactions = remembered_transactions
+        self.max_active_transactions = max_active_transactions
+        self.transactions_refused = 0
         self.duplicate_pdus = 0
         self.files_received = 0
         self.files_failed = 0
@@ -954,6 +968,14 @@ class FileReceiver:
         if transaction is None:
             transaction = _Transaction(key, self._partial_path(key), now)
             self._active[key] = transaction
+            if len(self._active) > self.max_active_transactions:
+                self.transactions_refused += 1
+                return self._end(
+                    transaction,
+                    ConditionCode.FILESTORE_REJECTION,
+                    f"{self.max_active_transactions} transfers already in progress; send this "
+                    "file again once one of them has ended",
+                )
         transaction.last_activity_s = now
         try:
             if isinstance(decoded, FileDataPdu):

@@ -1272,3 +1272,31 @@ def test_close_drops_active_transactions_and_their_partial_files() -> None:
             assert receiver.active_transactions == (TransactionId(1, 3),)
         assert receiver.active_transactions == ()
         assert os.listdir(directory) == []
+
+
+def test_transfers_beyond_the_active_limit_are_refused_and_the_others_complete(
+    tmp_path: Path,
+) -> None:
+    senders = [
+        FileSender(source, 9, 1, bytes([source]) * 600, 200, destination_name=f"f{source}")
+        for source in range(4)
+    ]
+    receiver = FileReceiver(tmp_path, max_active_transactions=2)
+    opened = [receiver.receive(next(iter(sender))) for sender in senders]  # Metadata of each
+    assert opened[:2] == [None, None]
+    assert all(result is not None and not result.success for result in opened[2:])
+    assert all(result.condition_code == ConditionCode.FILESTORE_REJECTION for result in opened[2:])
+    assert "2 transfers already in progress" in opened[2].reason
+    assert receiver.transactions_refused == 2
+    assert len(receiver.active_transactions) == 2
+    results = feed(receiver, [pdu for sender in senders[:2] for pdu in list(sender)[1:]])
+    assert [result.path.name for result in results] == ["f0", "f1"]
+    assert sorted(os.listdir(tmp_path)) == ["f0", "f1"]  # no partial of the refused ones
+    # Once the two have ended, the refused file sent again (a new transaction) is received.
+    again = FileSender(2, 9, 2, bytes([2]) * 600, 200, destination_name="f2")
+    assert [result.success for result in feed(receiver, list(again))] == [True]
+
+
+def test_an_active_transaction_limit_below_one_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="max_active_transactions"):
+        FileReceiver(tmp_path, max_active_transactions=0)
