@@ -17,8 +17,10 @@ $(INSTALLED): pyproject.toml
 demo: $(INSTALLED)
 	$(BIN)/penumbra demo
 
+# The suite, then the soak properties scaled down to seconds, so that a broken one shows here too.
 test: $(INSTALLED) lint
 	$(BIN)/python -m pytest
+	PENUMBRA_SOAK_EXAMPLES=30 $(BIN)/python -m pytest -m soak -q
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

@@ -11,7 +11,7 @@ from typing import BinaryIO
 
 from flight.protocol import icd, tm_frame
 from flight.protocol.describe import AUTO_ORDER, KINDS, describe, find_errors
-from flight.protocol.errors import ProtocolError
+from flight.protocol.errors import LengthError, ProtocolError
 
 PROG = "penumbra decode"
 _GROUPS = re.compile(r"[^\s:]+")  # hex digits between the allowed separators
@@ -111,17 +111,10 @@ def _complain(message: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    minimum = (
-        tm_frame.PRIMARY_HEADER_LENGTH
-        + (0 if args.no_ocf else tm_frame.OCF_LENGTH)
-        + tm_frame.FECF_LENGTH
-        + 1
-    )
-    if not minimum <= args.tm_frame_length <= tm_frame.MAX_FRAME_LENGTH:
-        _complain(
-            f"--tm-frame-length {args.tm_frame_length} outside {minimum}.."
-            f"{tm_frame.MAX_FRAME_LENGTH} (132.0-B-3 4.1.1)"
-        )
+    try:
+        tm_frame.check_frame_length(args.tm_frame_length, not args.no_ocf)
+    except LengthError as error:
+        _complain(f"--tm-frame-length: {error} (132.0-B-3 4.1.1)")
         return 1
     try:
         data = read_input(args.input, sys.stdin.buffer)

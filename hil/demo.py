@@ -18,7 +18,6 @@ from pathlib import Path
 from flight.protocol import cobs, icd
 from flight.protocol.cfdp import FileReceiver, FileSender, TransferResult
 from flight.protocol.cop1 import (
-    MAX_FDU_LENGTH,
     AlertNotification,
     Clcw,
     Farm,
@@ -49,8 +48,14 @@ from flight.protocol.pus import (
     VerificationFailure,
     VerificationSubtype,
     VerificationSuccess,
+    subtype_name,
 )
-from flight.protocol.sdls import SECURITY_OVERHEAD, SecurityAssociation, TcSecurity, load_key
+from flight.protocol.sdls import (
+    SecurityAssociation,
+    TcSecurity,
+    load_key,
+    max_protected_data_length,
+)
 from flight.protocol.spacepacket import MAX_SEQUENCE_COUNT, PacketType, SpacePacket
 from flight.protocol.tc_frame import TcFrame
 from flight.protocol.tm_frame import NO_CLCW, ReceivedFrame, TmMasterChannel, TmReceiver
@@ -85,10 +90,6 @@ def _hex(octets: bytes, limit: int = 40) -> str:
     return text + (f" … ({len(octets)} octets)" if len(octets) > limit else "")
 
 
-def _clcw_word(clcw: Clcw) -> int:
-    return int.from_bytes(clcw.encode(), "big")
-
-
 class Node:
     """The onboard end: COBS, TC frame, SDLS, FARM-1, then the PUS services this demo needs."""
 
@@ -97,7 +98,7 @@ class Node:
         self.deframer = cobs.CobsDeframer(icd.TC_MAX_FRAME_LENGTH)
         self.security = TcSecurity([SecurityAssociation(icd.SECURITY_PARAMETER_INDEX, key)])
         self.farm = Farm(icd.TcVirtualChannel.COMMAND)
-        self.master = TmMasterChannel(ocf=lambda: _clcw_word(self.farm.clcw()))
+        self.master = TmMasterChannel(ocf=lambda: self.farm.clcw().word)
         self.realtime = self.master.virtual_channel(icd.TmVirtualChannel.REALTIME)
         self.files = FileReceiver(file_store, entity_id=NODE_ENTITY)
         self.parameters = {MODE_PARAMETER: 100}
@@ -130,10 +131,7 @@ class Node:
             if self.verbose:
                 self.log(f"node    FARM-1: {result.reason}, V(R) now {self.farm.v_r}")
             if result.data is not None:
-                try:
-                    self._execute(result.data)
-                except ProtocolError as error:  # an authentic frame carrying a malformed packet
-                    self._refuse(result.data, error)
+                self._execute(result.data)
 
     def _reject(self, error: ProtocolError) -> None:
         self.farm.reject(error)
@@ -157,13 +155,28 @@ class Node:
             )
 
     def _execute(self, data: bytes) -> None:
-        packet = SpacePacket.decode(data)
+        """The packets of an accepted frame, back to back as the ICD allows, each verified on its
+        own: a malformed one is refused and the next still runs."""
+        position = 0
+        while position < len(data):
+            try:
+                packet, end = SpacePacket.decode_from(data, position)
+            except ProtocolError as error:  # no packet boundary left to go on from
+                self._refuse(data[position:], error)
+                return
+            try:
+                self._execute_packet(packet, data[position:end])
+            except ProtocolError as error:  # an authentic frame carrying a malformed packet
+                self._refuse(data[position:end], error)
+            position = end
+
+    def _execute_packet(self, packet: SpacePacket, octets: bytes) -> None:
         if packet.apid == icd.Apid.CFDP:
             result = self.files.receive(packet.data, self._now)
             if result is not None:
                 self.file_results.append(result)
             return
-        tc = PusTc.decode(data)
+        tc = PusTc.decode(octets)  # the octets as received: the PUS CRC covers the header too
         self.executed.append(tc.sequence_count)
         request = RequestId.from_tc(tc)
         accepted = VerificationSuccess(request).encode()
@@ -257,7 +270,7 @@ class Ground:
             icd.TcVirtualChannel.COMMAND,
             t1_initial_s=T1_S,
             transmission_limit=TRANSMISSION_LIMIT,
-            max_fdu_length=MAX_FDU_LENGTH - SECURITY_OVERHEAD,
+            max_fdu_length=max_protected_data_length(),
         )
         self.security = TcSecurity([SecurityAssociation(icd.SECURITY_PARAMETER_INDEX, key)])
         self.next_iv = 1  # never repeats: each transmission, retransmissions too, gets a fresh IV
@@ -320,7 +333,7 @@ class Ground:
                 continue
             clcw = None
             if received.ocf is not None and received.ocf != NO_CLCW:
-                clcw = Clcw.decode(received.ocf.to_bytes(4, "big"))
+                clcw = Clcw.from_word(received.ocf)
                 self.fop.receive_clcw(clcw, now)
             if self.verbose and received.packets:
                 self.log(_describe_frame(received, clcw, len(raw)))
@@ -347,19 +360,11 @@ def _describe_frame(received: ReceivedFrame, clcw: Clcw | None, octets: int) -> 
     )
 
 
-_REPORT_NAMES = {
-    (1, 1): "acceptance success",
-    (1, 7): "completion success",
-    (1, 8): "completion failure",
-    (17, 2): "are-you-alive report",
-    (20, 2): "parameter value report",
-}
-
-
 def _describe_report(tm: PusTm) -> str:
-    name = _REPORT_NAMES.get((tm.service, tm.subtype), "")
+    name = subtype_name(tm.service, tm.subtype)
+    words = "" if name is None else " " + name.lower().replace("_", " ")
     return (
-        f"ground    TM {tm.service}/{tm.subtype} {name}, seq {tm.sequence_count}, "
+        f"ground    TM {tm.service}/{tm.subtype}{words}, seq {tm.sequence_count}, "
         f"CUC time {tm.time.coarse}+{tm.time.fine}/65536 s"
     )
 
@@ -519,10 +524,13 @@ def _report(link: Link, total: int, out: Callable[[str], None]) -> None:
         "(duplicates included); FARM-1: "
         + ", ".join(f"{reason} {count}" for reason, count in node.farm.counters.items() if count)
     )
+    rejected = ", ".join(f"{kind} {count}" for kind, count in node.rejected.items()) or "none"
+    out(f"   onboard   frames rejected since the last reset-counters function (8/1): {rejected}")
     out(
         f"   downlink  {down.sent} TM frames, lost {down.lost}, corrupted {down.corrupted}; the "
-        f"ground refused {ground.outcome.frames_rejected} by FECF and counted "
-        f"{ground.receiver.master_lost_frames} missing from the frame counts"
+        f"ground refused {ground.outcome.frames_rejected} frames by FECF and "
+        f"{ground.outcome.packets_rejected} packets as not PUS TM, and counted "
+        f"{ground.receiver.master_lost_frames} frames missing from the frame counts"
     )
     out(
         f"   reports   {kinds.count((1, 7))} completion, {kinds.count((17, 2))} are-you-alive, "

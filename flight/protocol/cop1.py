@@ -18,6 +18,7 @@ from flight.protocol.errors import (
     LengthError,
     ProtocolError,
     TruncatedError,
+    check_field,
 )
 from flight.protocol.tc_frame import (
     FECF_LENGTH,
@@ -102,7 +103,9 @@ class Clcw:
     reserved_spare_2: int = 0
     report_value: int = 0
 
-    def encode(self) -> bytes:
+    @property
+    def word(self) -> int:
+        """The CLCW as the 32-bit word a TM frame's OCF holds (`TmFrame.ocf`, the OCF source)."""
         if self.control_word_type != 0:
             raise FieldError(f"control word type {self.control_word_type}: a CLCW is type 0")
         if self.clcw_version_number != 0:
@@ -110,10 +113,15 @@ class Clcw:
         word = 0
         for name, width in _CLCW_FIELDS:
             value = int(getattr(self, name))
+            # Inline, not errors.check_field: this runs for every TM frame, and the width in bits
+            # is what figure 4-7 gives.
             if not 0 <= value < 1 << width:
                 raise FieldError(f"CLCW {name} {value} does not fit in {width} bits")
             word = (word << width) | value
-        return word.to_bytes(CLCW_LENGTH, "big")
+        return word
+
+    def encode(self) -> bytes:
+        return self.word.to_bytes(CLCW_LENGTH, "big")
 
     @classmethod
     def decode(cls, buffer: bytes | bytearray | memoryview) -> "Clcw":
@@ -121,7 +129,12 @@ class Clcw:
             raise TruncatedError(f"{len(buffer)} octets, a CLCW needs {CLCW_LENGTH}", offset=0)
         if len(buffer) > CLCW_LENGTH:
             raise LengthError(f"{len(buffer)} octets, a CLCW is exactly {CLCW_LENGTH}", offset=0)
-        word = int.from_bytes(buffer, "big")
+        return cls.from_word(int.from_bytes(buffer, "big"))
+
+    @classmethod
+    def from_word(cls, word: int) -> "Clcw":
+        """The CLCW in a 32-bit OCF word (`ReceivedFrame.ocf`); FieldError as `decode` raises."""
+        check_field(word, 0xFFFF_FFFF, "CLCW word")
         if word >> 31:
             raise FieldError(
                 "control word type 1: this operational control field is not a CLCW", offset=0
@@ -568,8 +581,9 @@ class Fop:
         self.spacecraft_id = spacecraft_id
         self.virtual_channel_id = virtual_channel_id
         self.map_id = map_id
-        # What fits a frame after the layers below add theirs (SDLS: sdls.SECURITY_OVERHEAD), so
-        # an FDU too long to send is refused on request, not found out at transmission.
+        # What fits a frame after the layers below add theirs (with SDLS:
+        # sdls.max_protected_data_length()), so an FDU too long to send is refused on request,
+        # not found out at transmission.
         self.max_fdu_length = max_fdu_length
         self._k = sliding_window
         self._t1_initial_s = float(t1_initial_s)

@@ -6,7 +6,7 @@ from enum import IntEnum
 
 from construct import BitsInteger, BitStruct, BytesInteger, Flag, If, Struct, this
 
-from flight.protocol.errors import FieldError, LengthError, TruncatedError
+from flight.protocol.errors import FieldError, LengthError, TruncatedError, check_field
 from flight.protocol.icd import CUC_COARSE_OCTETS, CUC_FINE_OCTETS
 
 T_FIELD_LENGTH = CUC_COARSE_OCTETS + CUC_FINE_OCTETS
@@ -64,11 +64,6 @@ Reference declaration; `CucPField` is the fast path.
 """
 
 
-def _check_value(value: int, octets: int, what: str) -> None:
-    if not 0 <= value < 1 << (8 * octets):
-        raise FieldError(f"{what} {value} does not fit {octets} octets")
-
-
 @dataclass(frozen=True, slots=True)
 class CucTime:
     """A TM time stamp: seconds since 1958-01-01 TAI (`coarse`, 4 octets) and 2**-16 s (`fine`)."""
@@ -95,8 +90,8 @@ class CucTime:
 
     def encode(self) -> bytes:
         """The T-field alone, as carried in the TM secondary header (P-field implicit)."""
-        _check_value(self.coarse, CUC_COARSE_OCTETS, "coarse time")
-        _check_value(self.fine, CUC_FINE_OCTETS, "fine time")
+        check_field(self.coarse, MAX_COARSE, "coarse time")
+        check_field(self.fine, MAX_FINE, "fine time")
         return ((self.coarse << (8 * CUC_FINE_OCTETS)) | self.fine).to_bytes(T_FIELD_LENGTH, "big")
 
     @classmethod
@@ -155,10 +150,8 @@ class CucPField:
         """One octet, or two when the widths need the 301.0-B-4 extension octet."""
         if self.time_code_id not in (TimeCodeId.TAI_1958_EPOCH, TimeCodeId.AGENCY_EPOCH):
             raise FieldError(f"time code identification {self.time_code_id} is not a CUC code")
-        if not 1 <= self.coarse_octets <= MAX_COARSE_OCTETS:
-            raise FieldError(f"{self.coarse_octets} coarse octets outside 1..{MAX_COARSE_OCTETS}")
-        if not 0 <= self.fine_octets <= MAX_FINE_OCTETS:
-            raise FieldError(f"{self.fine_octets} fine octets outside 0..{MAX_FINE_OCTETS}")
+        check_field(self.coarse_octets, MAX_COARSE_OCTETS, "coarse octets", minimum=1)
+        check_field(self.fine_octets, MAX_FINE_OCTETS, "fine octets")
         # The first octet takes as much as it can; only the rest goes to the extension octet.
         coarse_1, fine_1 = min(self.coarse_octets, 4), min(self.fine_octets, 3)
         extended = (coarse_1, fine_1) != (self.coarse_octets, self.fine_octets)
@@ -218,8 +211,8 @@ class ExplicitCucTime:
 
     def encode(self) -> bytes:
         p_field = self.p_field.encode()
-        _check_value(self.coarse, self.p_field.coarse_octets, "coarse time")
-        _check_value(self.fine, self.p_field.fine_octets, "fine time")
+        check_field(self.coarse, (1 << (8 * self.p_field.coarse_octets)) - 1, "coarse time")
+        check_field(self.fine, (1 << (8 * self.p_field.fine_octets)) - 1, "fine time")
         value = (self.coarse << (8 * self.p_field.fine_octets)) | self.fine
         return p_field + value.to_bytes(self.p_field.t_field_length, "big")
 

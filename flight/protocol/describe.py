@@ -71,16 +71,6 @@ _CFDP_LAYOUTS: MappingProxyType[type, Construct] = MappingProxyType(
         cfdp_codec.EofPdu: cfdp_codec.EOF_PDU,
     }
 )
-_SUBTYPES: MappingProxyType[int, type[IntEnum]] = MappingProxyType(
-    {
-        pus.Service.REQUEST_VERIFICATION: pus.VerificationSubtype,
-        pus.Service.HOUSEKEEPING: pus.HousekeepingSubtype,
-        pus.Service.EVENT_REPORTING: pus.EventSubtype,
-        pus.Service.FUNCTION_MANAGEMENT: pus.FunctionSubtype,
-        pus.Service.TEST: pus.TestSubtype,
-        pus.Service.PARAMETER_MANAGEMENT: pus.ParameterSubtype,
-    }
-)
 
 
 class NoKindFitsError(ProtocolError):
@@ -461,13 +451,9 @@ class _Reader:
 
     def _secured(self, data: bytes, base: int) -> Description:
         """SDLS security header, the packets it protects, security trailer (355.0-B-2 4.1)."""
-        if len(data) < sdls.SECURITY_OVERHEAD:
-            error = TruncatedError(
-                f"frame data field of {len(data)} octets cannot hold the "
-                f"{sdls.SECURITY_HEADER_LENGTH}-octet security header and "
-                f"{sdls.SECURITY_TRAILER_LENGTH}-octet trailer of this secured virtual channel",
-                offset=0,
-            )
+        try:
+            sdls.check_secured_length(len(data))
+        except TruncatedError as error:
             return {"security_header": _error("sdls", error, base, octets=data.hex())}
         header_octets = data[: sdls.SECURITY_HEADER_LENGTH]
         mac_start = len(data) - sdls.MAC_OCTETS
@@ -592,7 +578,7 @@ class _Reader:
             # 132.0-B-3 4.1.5: a Type-2 report; the ICD sends 80000000 while it has no CLCW.
             return {"kind": "type-2-report", "octets": octets.hex()}
         try:
-            Clcw.decode(octets)
+            Clcw.from_word(word)
         except ProtocolError as error:
             return _error("clcw", error, base, octets=octets.hex())
         return {"kind": "clcw", "octets": octets.hex(), **_plain(CLCW.parse(octets))}
@@ -655,8 +641,7 @@ class _Reader:
                     secondary["service_name"] = name
             elif key == "message_subtype_id":
                 secondary["subtype"] = item
-                subtypes = _SUBTYPES.get(secondary["service"])
-                name = None if subtypes is None else _name(subtypes, item)
+                name = pus.subtype_name(secondary["service"], item)
                 if name is not None:
                     secondary["subtype_name"] = name
             else:

@@ -2,7 +2,7 @@
 
 Parsers check lengths and checksums before they interpret a field and raise only these; any
 other exception from a parser is a bug. Encoders raise `FieldError` for a value that does not
-fit its field.
+fit its field (`check_field`).
 """
 
 
@@ -44,3 +44,9 @@ class AuthenticationError(ProtocolError):
 
 class ReplayError(AuthenticationError):
     """An anti-replay sequence number already seen, or outside the acceptance window."""
+
+
+def check_field(value: int, maximum: int, what: str, *, minimum: int = 0) -> None:
+    """FieldError unless `minimum <= value <= maximum`: the encoders' one range check."""
+    if not minimum <= value <= maximum:
+        raise FieldError(f"{what} {value} outside {minimum}..{maximum}")

@@ -1,9 +1,10 @@
 """ECSS PUS-C (ECSS-E-ST-70-41C) TC and TM packets and the application data of Penumbra services."""
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
+from types import MappingProxyType
 
 from construct import (
     BitsInteger,
@@ -24,7 +25,13 @@ from construct import (
 
 from flight.protocol.crc import append_crc16, check_crc16, crc16
 from flight.protocol.cuc import CUC_T_FIELD, T_FIELD_LENGTH, CucTime
-from flight.protocol.errors import FieldError, LengthError, ProtocolError, TruncatedError
+from flight.protocol.errors import (
+    FieldError,
+    LengthError,
+    ProtocolError,
+    TruncatedError,
+    check_field,
+)
 from flight.protocol.icd import PUS_VERSION
 from flight.protocol.spacepacket import (
     MAX_APID,
@@ -124,6 +131,30 @@ class ParameterSubtype(IntEnum):
     REPORT_VALUES = 1
     VALUE_REPORT = 2
     SET_VALUES = 3
+
+
+SUBTYPES: Mapping[int, type[IntEnum]] = MappingProxyType(
+    {
+        Service.REQUEST_VERIFICATION: VerificationSubtype,
+        Service.HOUSEKEEPING: HousekeepingSubtype,
+        Service.EVENT_REPORTING: EventSubtype,
+        Service.FUNCTION_MANAGEMENT: FunctionSubtype,
+        Service.TEST: TestSubtype,
+        Service.PARAMETER_MANAGEMENT: ParameterSubtype,
+    }
+)
+"""The subtype enumeration of each service above, by service type id."""
+
+
+def subtype_name(service: int, subtype: int) -> str | None:
+    """The member name of a message subtype (`ARE_YOU_ALIVE` for 17/1), or None if unknown."""
+    subtypes = SUBTYPES.get(service)
+    if subtypes is None:
+        return None
+    try:
+        return subtypes(subtype).name
+    except ValueError:
+        return None
 
 
 class AckFlags(IntFlag):
@@ -309,11 +340,6 @@ _EPOCH = CucTime(0, 0)
 Buffer = bytes | bytearray | memoryview
 
 
-def _check_range(value: int, maximum: int, what: str) -> None:
-    if not 0 <= value <= maximum:
-        raise FieldError(f"{what} {value} outside 0..{maximum}")
-
-
 def _with_crc(packet: bytes) -> bytes:
     """`packet` with its last two octets replaced by the packet error control over the rest."""
     return append_crc16(packet[:-PACKET_ERROR_CONTROL_LENGTH])
@@ -364,10 +390,10 @@ class PusTc:
 
     def encode(self) -> bytes:
         """The whole Space Packet, packet error control included."""
-        _check_range(self.service, 0xFF, "service type id")
-        _check_range(self.subtype, 0xFF, "message subtype id")
-        _check_range(self.source_id, 0xFFFF, "source id")
-        _check_range(self.ack_flags, 0xF, "acknowledgement flags")
+        check_field(self.service, 0xFF, "service type id")
+        check_field(self.subtype, 0xFF, "message subtype id")
+        check_field(self.source_id, 0xFFFF, "source id")
+        check_field(self.ack_flags, 0xF, "acknowledgement flags")
         header = _TC_SECONDARY.pack(
             (PUS_VERSION << 4) | self.ack_flags, self.service, self.subtype, self.source_id
         )
@@ -423,11 +449,11 @@ class PusTm:
 
     def encode(self) -> bytes:
         """The whole Space Packet, packet error control included."""
-        _check_range(self.service, 0xFF, "service type id")
-        _check_range(self.subtype, 0xFF, "message subtype id")
-        _check_range(self.destination_id, 0xFFFF, "destination id")
-        _check_range(self.message_type_counter, 0xFFFF, "message type counter")
-        _check_range(self.time_reference_status, 0xF, "spacecraft time reference status")
+        check_field(self.service, 0xFF, "service type id")
+        check_field(self.subtype, 0xFF, "message subtype id")
+        check_field(self.destination_id, 0xFFFF, "destination id")
+        check_field(self.message_type_counter, 0xFFFF, "message type counter")
+        check_field(self.time_reference_status, 0xF, "spacecraft time reference status")
         header = _TM_SECONDARY.pack(
             (PUS_VERSION << 4) | self.time_reference_status,
             self.service,
@@ -516,7 +542,7 @@ def _encode_ids(ids: tuple[int, ...], id_struct: struct.Struct, what: str) -> by
         raise LengthError(f"{len(ids)} {what}s, at most {MAX_COUNT} fit one packet")
     maximum = (1 << (8 * id_struct.size)) - 1
     for identifier in ids:
-        _check_range(identifier, maximum, what)
+        check_field(identifier, maximum, what)
     return _COUNT.pack(len(ids)) + struct.pack(f">{len(ids)}{id_struct.format[1:]}", *ids)
 
 
@@ -558,11 +584,11 @@ class RequestId:
         )
 
     def encode(self) -> bytes:
-        _check_range(self.packet_version_number, 0b111, "packet version number")
-        _check_range(self.packet_type, 1, "packet type")
-        _check_range(self.apid, MAX_APID, "APID")
-        _check_range(self.sequence_flags, 0b11, "sequence flags")
-        _check_range(self.sequence_count, MAX_SEQUENCE_COUNT, "sequence count")
+        check_field(self.packet_version_number, 0b111, "packet version number")
+        check_field(self.packet_type, 1, "packet type")
+        check_field(self.apid, MAX_APID, "APID")
+        check_field(self.sequence_flags, 0b11, "sequence flags")
+        check_field(self.sequence_count, MAX_SEQUENCE_COUNT, "sequence count")
         word0 = (
             (self.packet_version_number << 13)
             | (self.packet_type << 12)
@@ -619,7 +645,7 @@ class VerificationFailure:
     failure_data: bytes = b""
 
     def encode(self) -> bytes:
-        _check_range(self.failure_code, (1 << (8 * FAILURE_CODE_OCTETS)) - 1, "failure code")
+        check_field(self.failure_code, (1 << (8 * FAILURE_CODE_OCTETS)) - 1, "failure code")
         return self.request_id.encode() + _FAILURE_CODE.pack(self.failure_code) + self.failure_data
 
     @classmethod
@@ -643,7 +669,7 @@ class HousekeepingParameterReport:
     parameter_values: bytes = b""
 
     def encode(self) -> bytes:
-        _check_range(self.structure_id, (1 << (8 * STRUCTURE_ID_OCTETS)) - 1, "structure id")
+        check_field(self.structure_id, (1 << (8 * STRUCTURE_ID_OCTETS)) - 1, "structure id")
         return _STRUCTURE_ID.pack(self.structure_id) + self.parameter_values
 
     @classmethod
@@ -695,8 +721,8 @@ class ModifyCollectionIntervals:
             )
         parts = [_COUNT.pack(len(self.intervals))]
         for entry in self.intervals:
-            _check_range(entry.structure_id, (1 << (8 * STRUCTURE_ID_OCTETS)) - 1, "structure id")
-            _check_range(
+            check_field(entry.structure_id, (1 << (8 * STRUCTURE_ID_OCTETS)) - 1, "structure id")
+            check_field(
                 entry.collection_interval_ms,
                 (1 << (8 * COLLECTION_INTERVAL_OCTETS)) - 1,
                 "collection interval (ms)",
@@ -727,7 +753,7 @@ class EventReport:
     auxiliary_data: bytes = b""
 
     def encode(self) -> bytes:
-        _check_range(
+        check_field(
             self.event_definition_id,
             (1 << (8 * EVENT_DEFINITION_ID_OCTETS)) - 1,
             "event definition id",
@@ -767,7 +793,7 @@ class PerformFunction:
     arguments: bytes = b""
 
     def encode(self) -> bytes:
-        _check_range(self.function_id, (1 << (8 * FUNCTION_ID_OCTETS)) - 1, "function id")
+        check_field(self.function_id, (1 << (8 * FUNCTION_ID_OCTETS)) - 1, "function id")
         return _FUNCTION_ID.pack(self.function_id) + self.arguments
 
     @classmethod
@@ -785,7 +811,7 @@ class ConnectionTest:
     apid: int
 
     def encode(self) -> bytes:
-        _check_range(self.apid, MAX_APID, "APID")
+        check_field(self.apid, MAX_APID, "APID")
         return _CONNECTION_TEST_APID.pack(self.apid)
 
     @classmethod
@@ -840,7 +866,7 @@ class ParameterValues:
             raise LengthError(f"{len(self.values)} parameters, at most {MAX_COUNT} fit one packet")
         parts = [_COUNT.pack(len(self.values))]
         for entry in self.values:
-            _check_range(entry.parameter_id, (1 << (8 * PARAMETER_ID_OCTETS)) - 1, "parameter id")
+            check_field(entry.parameter_id, (1 << (8 * PARAMETER_ID_OCTETS)) - 1, "parameter id")
             parts.append(_PARAMETER_ID.pack(entry.parameter_id))
             parts.append(entry.value)
         return b"".join(parts)

@@ -18,6 +18,7 @@ from flight.protocol.errors import (
     LengthError,
     ReplayError,
     TruncatedError,
+    check_field,
 )
 from flight.protocol.tc_frame import (
     FECF_LENGTH,
@@ -69,8 +70,8 @@ class SecurityHeader:
     iv: int
 
     def encode(self) -> bytes:
-        if not 0 <= self.spi <= MAX_SPI:
-            raise FieldError(f"SPI {self.spi} outside 0..{MAX_SPI}")
+        check_field(self.spi, MAX_SPI, "SPI")
+        # Written out: "0..2**96-1" reads better than the 29 digits check_field would print.
         if not 0 <= self.iv <= MAX_IV:
             raise FieldError(f"IV {self.iv} outside 0..2**96-1")
         return self.spi.to_bytes(SPI_OCTETS, "big") + self.iv.to_bytes(IV_OCTETS, "big")
@@ -85,6 +86,25 @@ class SecurityHeader:
         return cls(
             int.from_bytes(buffer[:SPI_OCTETS], "big"),
             int.from_bytes(buffer[SPI_OCTETS:SECURITY_HEADER_LENGTH], "big"),
+        )
+
+
+def max_protected_data_length(map_id_present: bool = True) -> int:
+    """Most octets of data a protected TC frame carries (986 with a segment header): what the
+    longest frame leaves after its headers, the security header and trailer, and the FECF."""
+    headers = PRIMARY_HEADER_LENGTH + (SEGMENT_HEADER_LENGTH if map_id_present else 0)
+    return MAX_FRAME_LENGTH - headers - SECURITY_OVERHEAD - FECF_LENGTH
+
+
+def check_secured_length(length: int, *, offset: int = 0) -> None:
+    """TruncatedError unless a frame data field of `length` octets, starting at `offset`, can hold
+    the security header and trailer."""
+    if length < SECURITY_OVERHEAD:
+        raise TruncatedError(
+            f"frame data field of {length} octets cannot hold the "
+            f"{SECURITY_HEADER_LENGTH}-octet security header and "
+            f"{SECURITY_TRAILER_LENGTH}-octet trailer of this secured virtual channel",
+            offset=offset,
         )
 
 
@@ -243,6 +263,8 @@ class TcSecurity:
         self.rejected_unknown_spi = 0
         self.rejected_mac = 0
         self.rejected_replay = 0
+        # SPI of the last frame accepted: set only once its MAC and IV passed, so a forged or
+        # replayed frame cannot change what housekeeping reports.
         self.last_spi: int | None = None
 
     def last_accepted(self, spi: int) -> int:
@@ -266,8 +288,7 @@ class TcSecurity:
         state = self._state_for(frame, spi)
         association = state.association
         # Checked here, before header_octets would refuse the frame without saying what fits.
-        headers = PRIMARY_HEADER_LENGTH + (0 if frame.map_id is None else SEGMENT_HEADER_LENGTH)
-        room = MAX_FRAME_LENGTH - headers - SECURITY_OVERHEAD - FECF_LENGTH
+        room = max_protected_data_length(frame.map_id is not None)
         if len(frame.data) > room:
             raise LengthError(
                 f"frame data of {len(frame.data)} octets: at most {room} fit a protected TC "
@@ -298,14 +319,11 @@ class TcSecurity:
             return frame
         data = frame.data
         data_offset = PRIMARY_HEADER_LENGTH + (0 if frame.map_id is None else SEGMENT_HEADER_LENGTH)
-        if len(data) < SECURITY_OVERHEAD:
+        try:
+            check_secured_length(len(data), offset=data_offset)
+        except TruncatedError:
             self.rejected_truncated += 1
-            raise TruncatedError(
-                f"frame data field of {len(data)} octets cannot hold the "
-                f"{SECURITY_HEADER_LENGTH}-octet security header and "
-                f"{SECURITY_TRAILER_LENGTH}-octet trailer",
-                offset=data_offset,
-            )
+            raise
         spi = (data[0] << 8) | data[1]
         state = self._states.get(spi)
         if state is None:
@@ -318,7 +336,6 @@ class TcSecurity:
                 f"SA {spi} does not cover virtual channel {frame.virtual_channel_id}",
                 offset=data_offset,
             )
-        self.last_spi = spi
         iv = bytes(data[SPI_OCTETS:SECURITY_HEADER_LENGTH])
         mac_start = len(data) - MAC_OCTETS
         try:
@@ -343,6 +360,7 @@ class TcSecurity:
             raise
         state.window.accept(number)
         self.frames_accepted += 1
+        self.last_spi = spi
         return replace(frame, data=payload)
 
     def _state(self, spi: int) -> _SaState:

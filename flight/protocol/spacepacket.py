@@ -68,6 +68,7 @@ class SpacePacket:
         return self.apid == IDLE_APID
 
     def encode(self) -> bytes:
+        # The checks inline, not errors.check_field: this runs once per packet on the TM path.
         if self.packet_type not in (0, 1):
             raise FieldError(f"packet type {self.packet_type} is neither TM (0) nor TC (1)")
         if self.secondary_header_flag not in (0, 1):

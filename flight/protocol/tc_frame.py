@@ -8,7 +8,13 @@ from construct import BitsInteger, BitStruct, Bytes, Flag, If, Int16ub, Struct
 
 from flight.protocol import icd
 from flight.protocol.crc import append_crc16, check_crc16
-from flight.protocol.errors import AddressError, FieldError, LengthError, TruncatedError
+from flight.protocol.errors import (
+    AddressError,
+    FieldError,
+    LengthError,
+    TruncatedError,
+    check_field,
+)
 
 PRIMARY_HEADER_LENGTH = 5
 SEGMENT_HEADER_LENGTH = 1
@@ -120,8 +126,7 @@ class TcFrame:
     @classmethod
     def set_vr(cls, spacecraft_id: int, virtual_channel_id: int, v_r: int) -> "TcFrame":
         """The Type-BC Set V(R) frame that sets FARM-1's V(R) to `v_r` (232.0-B-4 4.1.3.3.3)."""
-        if not 0 <= v_r <= MAX_FRAME_SEQUENCE_NUMBER:
-            raise FieldError(f"Set V(R) value {v_r} outside 0..{MAX_FRAME_SEQUENCE_NUMBER}")
+        check_field(v_r, MAX_FRAME_SEQUENCE_NUMBER, "Set V(R) value")
         return cls(
             spacecraft_id, virtual_channel_id, 0, _SET_VR_PREFIX + bytes([v_r]), True, True, None
         )
@@ -228,17 +233,9 @@ class TcFrame:
         return cls(scid, vcid, sequence, data, bypass, False, segment & MAX_MAP_ID)
 
     def _check_fields(self) -> None:
-        if not 0 <= self.spacecraft_id <= MAX_SPACECRAFT_ID:
-            raise FieldError(f"spacecraft id {self.spacecraft_id} outside 0..{MAX_SPACECRAFT_ID}")
-        if not 0 <= self.virtual_channel_id <= MAX_VIRTUAL_CHANNEL_ID:
-            raise FieldError(
-                f"virtual channel id {self.virtual_channel_id} outside 0..{MAX_VIRTUAL_CHANNEL_ID}"
-            )
-        if not 0 <= self.frame_sequence_number <= MAX_FRAME_SEQUENCE_NUMBER:
-            raise FieldError(
-                f"frame sequence number {self.frame_sequence_number} outside "
-                f"0..{MAX_FRAME_SEQUENCE_NUMBER}"
-            )
+        check_field(self.spacecraft_id, MAX_SPACECRAFT_ID, "spacecraft id")
+        check_field(self.virtual_channel_id, MAX_VIRTUAL_CHANNEL_ID, "virtual channel id")
+        check_field(self.frame_sequence_number, MAX_FRAME_SEQUENCE_NUMBER, "frame sequence number")
         if self.control_command_flag and not self.bypass_flag:
             raise FieldError("a control command frame must also set the bypass flag (Type-BC)")
         if self.control_command_flag:
@@ -246,5 +243,5 @@ class TcFrame:
                 raise FieldError("Type-BC frames carry no segment header: map_id must be None")
         elif self.map_id is None:
             raise FieldError("Type-AD and BD frames carry a segment header: map_id must be 0..63")
-        elif not 0 <= self.map_id <= MAX_MAP_ID:
-            raise FieldError(f"MAP id {self.map_id} outside 0..{MAX_MAP_ID}")
+        else:
+            check_field(self.map_id, MAX_MAP_ID, "MAP id")

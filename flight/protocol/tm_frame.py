@@ -30,6 +30,7 @@ from flight.protocol.errors import (
     LengthError,
     ProtocolError,
     TruncatedError,
+    check_field,
 )
 from flight.protocol.spacepacket import (
     IDLE_APID,
@@ -129,7 +130,7 @@ def data_field_length(frame_length: int, has_ocf: bool) -> int:
     return frame_length - PRIMARY_HEADER_LENGTH - (OCF_LENGTH if has_ocf else 0) - FECF_LENGTH
 
 
-def _check_frame_length(frame_length: int, has_ocf: bool) -> int:
+def check_frame_length(frame_length: int, has_ocf: bool) -> int:
     """The data field length of a frame length that the standard allows, or LengthError."""
     minimum = PRIMARY_HEADER_LENGTH + (OCF_LENGTH if has_ocf else 0) + FECF_LENGTH + 1
     if not minimum <= frame_length <= MAX_FRAME_LENGTH:
@@ -204,17 +205,15 @@ class TmFrame:
 
     def encode(self, frame_length: int = icd.TM_FRAME_LENGTH) -> bytes:
         has_ocf = self.ocf is not None
-        length = _check_frame_length(frame_length, has_ocf)
-        if not 0 <= self.spacecraft_id <= MAX_SPACECRAFT_ID:
-            raise FieldError(f"spacecraft id {self.spacecraft_id} outside 0..{MAX_SPACECRAFT_ID}")
-        if not 0 <= self.virtual_channel_id <= MAX_VIRTUAL_CHANNEL_ID:
-            raise FieldError(f"virtual channel id {self.virtual_channel_id} outside 0..7")
-        for name, count in (
-            ("master channel", self.master_channel_frame_count),
-            ("virtual channel", self.virtual_channel_frame_count),
-        ):
-            if not 0 <= count < FRAME_COUNT_MODULUS:
-                raise FieldError(f"{name} frame count {count} outside 0..255")
+        length = check_frame_length(frame_length, has_ocf)
+        check_field(self.spacecraft_id, MAX_SPACECRAFT_ID, "spacecraft id")
+        check_field(self.virtual_channel_id, MAX_VIRTUAL_CHANNEL_ID, "virtual channel id")
+        check_field(
+            self.master_channel_frame_count, FRAME_COUNT_MODULUS - 1, "master channel frame count"
+        )
+        check_field(
+            self.virtual_channel_frame_count, FRAME_COUNT_MODULUS - 1, "virtual channel frame count"
+        )
         fhp = self.first_header_pointer
         if not (0 <= fhp < length or fhp in (_ONLY_IDLE_DATA, _NO_PACKET_START)):
             raise FieldError(
@@ -225,8 +224,8 @@ class TmFrame:
             raise LengthError(
                 f"data field of {len(self.data)} octets; a {frame_length}-octet frame has {length}"
             )
-        if self.ocf is not None and not 0 <= self.ocf <= MAX_OCF:
-            raise FieldError(f"OCF {self.ocf} does not fit 32 bits")
+        if self.ocf is not None:
+            check_field(self.ocf, MAX_OCF, "OCF")
         header = _HEADER.pack(
             (self.spacecraft_id << 4) | (self.virtual_channel_id << 1) | has_ocf,
             (self.master_channel_frame_count << 8) | self.virtual_channel_frame_count,
@@ -246,7 +245,7 @@ class TmFrame:
         spacecraft_id: int | None = None,
     ) -> "TmFrame":
         """Decode one whole frame; `spacecraft_id`, when given, must match (else AddressError)."""
-        length = _check_frame_length(frame_length, has_ocf)
+        length = check_frame_length(frame_length, has_ocf)
         word0, word1, word2 = _check_header(buffer, frame_length, has_ocf, spacecraft_id)
         end = PRIMARY_HEADER_LENGTH + length
         return cls(
@@ -366,14 +365,13 @@ class TmMasterChannel:
         ocf: Callable[[], int | None] | None = None,
         has_ocf: bool = True,
     ) -> None:
-        if not 0 <= spacecraft_id <= MAX_SPACECRAFT_ID:
-            raise FieldError(f"spacecraft id {spacecraft_id} outside 0..{MAX_SPACECRAFT_ID}")
+        check_field(spacecraft_id, MAX_SPACECRAFT_ID, "spacecraft id")
         if ocf is not None and not has_ocf:
             raise FieldError("an OCF source was given for frames without an OCF")
         self.spacecraft_id = spacecraft_id
         self.frame_length = frame_length
         self.has_ocf = has_ocf
-        self.data_field_length = _check_frame_length(frame_length, has_ocf)
+        self.data_field_length = check_frame_length(frame_length, has_ocf)
         self.frame_count = 0  # master channel frame count of the next frame released
         self.idle_frames = 0
         self._ocf = ocf
@@ -392,8 +390,7 @@ class TmMasterChannel:
             return channel
         if virtual_channel_id == icd.TmVirtualChannel.IDLE:
             raise FieldError("virtual channel 7 carries only-idle-data frames, not packets")
-        if not 0 <= virtual_channel_id <= MAX_VIRTUAL_CHANNEL_ID:
-            raise FieldError(f"virtual channel id {virtual_channel_id} outside 0..7")
+        check_field(virtual_channel_id, MAX_VIRTUAL_CHANNEL_ID, "virtual channel id")
         channel = self._new_channel(virtual_channel_id)
         self._channels[virtual_channel_id] = channel
         # Lower VC ids are released first: REALTIME, then PLAYBACK, then FILE.
@@ -510,7 +507,7 @@ class TmReceiver:
         self.frame_length = frame_length
         self.has_ocf = has_ocf
         self.max_packet_length = max_packet_length
-        self.data_field_length = _check_frame_length(frame_length, has_ocf)
+        self.data_field_length = check_frame_length(frame_length, has_ocf)
         self.frames_received = 0  # accepted frames
         self.frames_rejected = 0  # frames that raised a ProtocolError
         self.idle_frames = 0  # only-idle-data frames (FHP 0x7FE)

@@ -102,7 +102,10 @@ def test_tm_frame_length_and_no_ocf_options(capsys) -> None:
     assert "operational_control_field" not in json.loads(out)
     status, out, err = decode(capsys, "--tm-frame-length", "12", V9.hex())
     assert (status, out) == (1, "")
-    assert err == "penumbra decode: --tm-frame-length 12 outside 13..2048 (132.0-B-3 4.1.1)\n"
+    assert err == (
+        "penumbra decode: --tm-frame-length: TM frame length 12 outside 13..2048 "
+        "(132.0-B-3 4.1.1)\n"
+    )
 
 
 @pytest.mark.parametrize(

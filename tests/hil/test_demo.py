@@ -53,7 +53,7 @@ def test_demo_walkthrough_shows_each_stage_of_the_first_command():
         "TC frame AD",
         "COBS on the line",
         "FARM-1: accepted",
-        "TM 17/2 are-you-alive report",
+        "TM 17/2 are you alive report",
     ):
         assert stage in text
 
@@ -118,3 +118,37 @@ def test_node_refuses_an_authentic_frame_with_a_malformed_packet_and_keeps_servi
     assert failure.failure_code == demo.FAILURE_MALFORMED
     assert node.executed == [7]  # the next, good command still runs
     assert (1, 7) in kinds
+
+
+def test_node_executes_every_packet_of_a_frame_and_refuses_only_the_malformed_one(tmp_path):
+    from flight.protocol import cobs, icd
+    from flight.protocol.pus import PusTc, PusTm, Service, TestSubtype, VerificationFailure
+    from flight.protocol.sdls import SecurityAssociation, TcSecurity
+    from flight.protocol.tc_frame import TcFrame
+    from flight.protocol.tm_frame import TmReceiver
+
+    key = bytes(range(32))
+    ground = TcSecurity([SecurityAssociation(icd.SECURITY_PARAMETER_INDEX, key)])
+    node = demo.Node(key, tmp_path, log=lambda line: None)
+    pings = [
+        PusTc(demo.COMMAND_APID, n, Service.TEST, TestSubtype.ARE_YOU_ALIVE).encode()
+        for n in (7, 8, 9)
+    ]
+    pings[1] = pings[1][:-1] + bytes([pings[1][-1] ^ 0xFF])  # its PUS CRC no longer checks
+    frame = TcFrame(icd.SPACECRAFT_ID, icd.TcVirtualChannel.COMMAND, 0, b"".join(pings))
+    node.receive(cobs.frame(ground.apply(frame, iv=1).encode()), now=0.0)
+
+    assert node.executed == [7, 9]
+    receiver = TmReceiver()
+    reports = [
+        PusTm.decode(packet)
+        for frame in node.transmit()
+        for packet in receiver.receive(frame).packets
+    ]
+    failures = [
+        VerificationFailure.decode(tm.source_data)
+        for tm in reports
+        if (tm.service, tm.subtype) == (1, 2)
+    ]
+    assert [failure.request_id.sequence_count for failure in failures] == [8]
+    assert [(tm.service, tm.subtype) for tm in reports].count((1, 7)) == 2

@@ -187,6 +187,45 @@ def test_a_flipped_bit_changes_exactly_one_field_or_makes_it_no_clcw(clcw, bit):
 def test_clcw_encoder_refuses_values_that_do_not_fit(clcw):
     with pytest.raises(FieldError):
         clcw.encode()
+    with pytest.raises(FieldError):
+        clcw.word  # noqa: B018 - the property is what raises
+
+
+@pytest.mark.parametrize(("raw", "word"), [(V13_FIRST, 0x0002A689), (V13_SECOND, 0x0002D0D4)])
+def test_v13_clcws_as_ocf_words(raw, word):
+    clcw = Clcw.from_word(word)
+    assert clcw == Clcw.decode(raw)
+    assert clcw.word == word
+
+
+@SETTINGS
+@given(clcws())
+def test_every_clcw_survives_a_word_round_trip(clcw):
+    assert Clcw.from_word(clcw.word) == clcw
+    assert clcw.word.to_bytes(4, "big") == clcw.encode()
+
+
+@SETTINGS
+@given(st.integers(0, 2**32 - 1))
+def test_any_ocf_word_reads_as_its_four_octets_do(word):
+    raw = word.to_bytes(4, "big")
+    if word >> 29:  # control word type 1, or version != 0
+        with pytest.raises(FieldError) as from_word:
+            Clcw.from_word(word)
+        with pytest.raises(FieldError) as from_octets:
+            Clcw.decode(raw)
+        assert (from_word.value.message, from_word.value.offset) == (
+            from_octets.value.message,
+            from_octets.value.offset,
+        )
+    else:
+        assert Clcw.from_word(word) == Clcw.decode(raw)
+
+
+@pytest.mark.parametrize("word", [-1, 2**32])
+def test_a_word_wider_than_32_bits_is_no_clcw(word):
+    with pytest.raises(FieldError, match="CLCW word"):
+        Clcw.from_word(word)
 
 
 # --------------------------------------------------------------------------------------------------

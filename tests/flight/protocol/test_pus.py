@@ -835,3 +835,11 @@ def test_subtype_enumerations_follow_70_41c():
     assert [Service(n) for n in (1, 3, 5, 8, 17, 20)] == list(Service)
     assert [subtype.value for subtype in VerificationSubtype] == [1, 2, 3, 4, 7, 8]
     assert [subtype.value for subtype in EventSubtype] == [1, 2, 3, 4, 5, 6]
+
+
+def test_every_service_has_its_subtype_names():
+    assert set(pus.SUBTYPES) == set(Service)
+    assert pus.subtype_name(17, 2) == "ARE_YOU_ALIVE_REPORT"
+    assert pus.subtype_name(1, 8) == "COMPLETION_FAILURE"
+    assert pus.subtype_name(17, 99) is None  # a known service, an unknown subtype
+    assert pus.subtype_name(200, 1) is None  # a mission service

@@ -32,6 +32,7 @@ from flight.protocol.sdls import (
     ServiceType,
     TcSecurity,
     load_key,
+    max_protected_data_length,
     seal,
     unseal,
 )
@@ -314,6 +315,11 @@ def test_apply_rejects_data_too_long_for_a_protected_frame() -> None:
         security().apply(command_frame(bytes(MAX_PAYLOAD + 1)), iv=1)
 
 
+def test_the_protected_data_limit_is_what_apply_allows() -> None:
+    assert max_protected_data_length() == MAX_PAYLOAD == 986
+    assert max_protected_data_length(map_id_present=False) == MAX_PAYLOAD + 1
+
+
 def test_apply_needs_exactly_one_sa_for_the_channel() -> None:
     with pytest.raises(FieldError):
         security().apply(command_frame(virtual_channel_id=5), iv=1)
@@ -426,6 +432,21 @@ def test_data_field_too_short_for_security_fields_is_truncated() -> None:
         sec.process(command_frame(bytes(SECURITY_OVERHEAD - 1)))
     assert error.value.offset == 6
     assert sec.rejected_truncated == 1
+
+
+def test_last_spi_names_only_accepted_frames() -> None:
+    sec = TcSecurity(
+        [SecurityAssociation(1, KEY), SecurityAssociation(2, KEY, virtual_channels={5})]
+    )
+    forged = TcSecurity([SecurityAssociation(2, OTHER_KEY, virtual_channels={5})])
+    with pytest.raises(AuthenticationError):
+        receive(sec, protect(forged, 1, command_frame(virtual_channel_id=5)))
+    assert sec.last_spi is None
+    receive(sec, protect(security(), 1))
+    assert sec.last_spi == 1
+    with pytest.raises(AuthenticationError):
+        receive(sec, protect(forged, 2, command_frame(virtual_channel_id=5)))
+    assert sec.last_spi == 1  # a forged frame does not change it
 
 
 def test_replayed_frame_raises_replay_error_and_leaves_the_window() -> None:
