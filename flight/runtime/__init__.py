@@ -1,0 +1,1 @@
+"""The onboard executive: clock, software bus, rate groups, persistence, health and components."""
