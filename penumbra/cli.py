@@ -15,6 +15,8 @@ SUBCOMMANDS = {
         "decode a captured dump (COBS, TC/TM frame, Space Packet, PUS, CFDP) to JSON",
     ),
     "demo": ("hil.demo", "operate a simulated node across a noisy in-memory link, stage by stage"),
+    "dict": ("flight.runtime.export", "export the dictionary of a node's commands and telemetry"),
+    "flight": ("flight.runtime.main", "run a node (node.toml) until SIGTERM or SIGINT"),
 }
 
 

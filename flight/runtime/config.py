@@ -1,0 +1,228 @@
+"""A node's configuration: node.toml read into frozen dataclasses, with embedded defaults.
+
+Every key is optional: with no file at all a node runs on the defaults below (`make demo`,
+`penumbra dict export`), without a link and storing its TM. Unknown sections and keys, and values
+of the wrong type or out of range, are refused with a `ConfigError` naming the file, the key and
+the problem, such as `node.toml: [link] url: ...`. Relative paths are relative to the file.
+
+    [node]
+    name = "sat1"                # lower_snake_case; the MQTT topics use it
+    spacecraft_id = 421          # 0..1023
+    apid = 16                    # the command and TM APID, 1..2046
+    state_dir = "state"          # parameters, counters, anti-replay state
+
+    [link]
+    url = "serial:///dev/ttyUSB0?baudrate=115200"   # or mqtt://host:1883/sat1, mqtts://...
+    key_file = "keys/sa1.key"    # AES-256, mode 0600; required with a url
+    spi = 1                      # the security association of the key
+
+    [time]
+    epoch_tai_s = 2173910437.0   # TAI at loop time 0 on the virtual-time loop
+
+    [rate_groups]
+    tick_hz = 10.0
+
+    [housekeeping]
+    interval_ms = 1000           # each component's report interval at boot
+
+    [downlink]
+    store_packets = 10000        # the TM store's bound
+    idle_frame_period_s = 1.0    # an idle frame (carrying the CLCW) when nothing else goes down
+"""
+
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from flight.protocol import icd
+from flight.protocol.sdls import MAX_SPI
+
+DEFAULTS_SOURCE = "<defaults>"
+DEFAULT_EPOCH_TAI_S = 2_173_910_437.0  # 2026-11-21T00:00:00 UTC as TAI seconds since 1958
+DEFAULT_COMMAND_APID = 0x010
+_NODE_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used: `source: [section] key: problem`."""
+
+    def __init__(self, source: str, key: str, problem: str) -> None:
+        super().__init__(f"{source}: {key}: {problem}" if key else f"{source}: {problem}")
+        self.source = source
+        self.key = key
+        self.problem = problem
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSection:
+    name: str = "penumbra"
+    spacecraft_id: int = icd.SPACECRAFT_ID
+    apid: int = DEFAULT_COMMAND_APID
+    state_dir: Path = Path("penumbra-state")
+
+
+@dataclass(frozen=True, slots=True)
+class LinkSection:
+    url: str | None = None
+    key_file: Path | None = None
+    spi: int = icd.SECURITY_PARAMETER_INDEX
+
+
+@dataclass(frozen=True, slots=True)
+class TimeSection:
+    epoch_tai_s: float = DEFAULT_EPOCH_TAI_S
+
+
+@dataclass(frozen=True, slots=True)
+class RateGroupsSection:
+    tick_hz: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class HousekeepingSection:
+    interval_ms: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class DownlinkSection:
+    store_packets: int = 10_000
+    idle_frame_period_s: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """A whole configuration; `source` is the file it came from (or `<defaults>`)."""
+
+    source: str = DEFAULTS_SOURCE
+    node: NodeSection = field(default_factory=NodeSection)
+    link: LinkSection = field(default_factory=LinkSection)
+    time: TimeSection = field(default_factory=TimeSection)
+    rate_groups: RateGroupsSection = field(default_factory=RateGroupsSection)
+    housekeeping: HousekeepingSection = field(default_factory=HousekeepingSection)
+    downlink: DownlinkSection = field(default_factory=DownlinkSection)
+
+    def error(self, key: str, problem: str) -> ConfigError:
+        """A ConfigError for `[section] key` of this configuration."""
+        return ConfigError(self.source, key, problem)
+
+    def with_state_dir(self, state_dir: Path) -> "NodeConfig":
+        return replace(self, node=replace(self.node, state_dir=Path(state_dir)))
+
+
+_SECTIONS = {
+    "node": NodeSection,
+    "link": LinkSection,
+    "time": TimeSection,
+    "rate_groups": RateGroupsSection,
+    "housekeeping": HousekeepingSection,
+    "downlink": DownlinkSection,
+}
+
+# (type, minimum, maximum) of numbers; strings and paths are checked by _check below.
+_RANGES: dict[tuple[str, str], tuple[type, float, float]] = {
+    ("node", "spacecraft_id"): (int, 0, 0x3FF),
+    ("node", "apid"): (int, 1, 0x7FE),
+    ("link", "spi"): (int, 0, MAX_SPI),
+    ("time", "epoch_tai_s"): (float, 0.0, float(2**32 - 1)),
+    ("rate_groups", "tick_hz"): (float, 0.1, 1000.0),
+    ("housekeeping", "interval_ms"): (int, 100, 2**32 - 1),
+    ("downlink", "store_packets"): (int, 1, 10_000_000),
+    ("downlink", "idle_frame_period_s"): (float, 0.01, 3600.0),
+}
+_LINK_SCHEMES = ("serial", "socket", "mqtt", "mqtts")
+
+
+def _describe(value: object) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+def _convert(source: str, section: str, key: str, value: Any, annotation: Any, base: Path) -> Any:
+    where = f"[{section}] {key}"
+    if (section, key) in _RANGES:
+        kind, low, high = _RANGES[(section, key)]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(source, where, f"expected a number, got {_describe(value)}")
+        if kind is int and not isinstance(value, int):
+            raise ConfigError(source, where, f"expected a whole number, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(source, where, f"expected a finite number, got {value!r}")
+        if not low <= value <= high:
+            raise ConfigError(source, where, f"{value!r} is outside {low:g}..{high:g}")
+        return kind(value)
+    if not isinstance(value, str):
+        raise ConfigError(source, where, f"expected a string, got {_describe(value)}")
+    if annotation in (Path, "Path", Path | None, "Path | None"):
+        if not value:
+            raise ConfigError(source, where, "an empty path")
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else base / path
+    if (section, key) == ("node", "name") and not _NODE_NAME.fullmatch(value):
+        raise ConfigError(
+            source,
+            where,
+            f"{value!r}: a node name is 1-32 characters: lowercase letters, digits, '_', '-', "
+            "starting with a letter",
+        )
+    if (section, key) == ("link", "url"):
+        scheme = value.split(":", 1)[0].lower() if ":" in value else ""
+        if scheme not in _LINK_SCHEMES:
+            raise ConfigError(
+                source,
+                where,
+                f"{value!r}: give serial:///dev/ttyUSB0?baudrate=115200, socket://HOST:PORT, "
+                "mqtt://HOST:1883/NODE or mqtts://HOST:8883/NODE",
+            )
+    return value
+
+
+def parse(text: str, *, source: str = DEFAULTS_SOURCE, base: Path | None = None) -> NodeConfig:
+    """A configuration from TOML text; ConfigError naming the key for anything wrong."""
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(source, "", f"not valid TOML: {error}") from None
+    base = Path(".") if base is None else base
+    sections: dict[str, Any] = {"source": source}
+    for section, body in document.items():
+        cls = _SECTIONS.get(section)
+        if cls is None:
+            known = ", ".join(f"[{name}]" for name in _SECTIONS)
+            raise ConfigError(source, f"[{section}]", f"unknown section; the sections are {known}")
+        if not isinstance(body, dict):
+            raise ConfigError(source, section, f"expected a [{section}] table")
+        annotations = {f.name: f.type for f in fields(cls)}
+        values = {}
+        for key, value in body.items():
+            if key not in annotations:
+                known = ", ".join(annotations)
+                raise ConfigError(
+                    source, f"[{section}] {key}", f"unknown key; [{section}] takes {known}"
+                )
+            values[key] = _convert(source, section, key, value, annotations[key], base)
+        sections[section] = cls(**values)
+    config = NodeConfig(**sections)
+    if config.link.url is not None and config.link.key_file is None:
+        raise ConfigError(
+            source,
+            "[link] key_file",
+            "missing: a node with a link accepts only authenticated TCs; give the AES-256 key "
+            "file (mode 0600) shared with the ground",
+        )
+    return config
+
+
+def load(path: Path | str | None) -> NodeConfig:
+    """The configuration in file `path`, or the embedded defaults when `path` is None."""
+    if path is None:
+        return NodeConfig()
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(path), "", "no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(str(path), "", f"cannot read it: {error}") from None
+    return parse(text, source=str(path), base=path.parent)

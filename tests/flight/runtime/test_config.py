@@ -1,0 +1,93 @@
+"""node.toml: embedded defaults, every key checked, errors naming file, key and problem."""
+
+from pathlib import Path
+
+import pytest
+
+from flight.runtime.config import ConfigError, NodeConfig, load, parse
+
+
+def test_no_file_means_the_embedded_defaults() -> None:
+    config = load(None)
+    assert config == NodeConfig()
+    assert config.link.url is None
+    assert config.node.spacecraft_id == 0x1A5
+    assert config.node.apid == 0x010
+
+
+def test_a_full_file_is_read_with_paths_relative_to_it(tmp_path: Path) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text(
+        """
+[node]
+name = "sat1"
+spacecraft_id = 100
+apid = 32
+state_dir = "state"
+
+[link]
+url = "mqtt://127.0.0.1:1883/sat1"
+key_file = "/etc/penumbra/sa1.key"
+spi = 2
+
+[time]
+epoch_tai_s = 2000000000
+
+[rate_groups]
+tick_hz = 20
+
+[housekeeping]
+interval_ms = 500
+
+[downlink]
+store_packets = 64
+idle_frame_period_s = 0.5
+"""
+    )
+    config = load(path)
+    assert config.source == str(path)
+    assert config.node.state_dir == tmp_path / "state"
+    assert config.link.key_file == Path("/etc/penumbra/sa1.key")
+    assert config.time.epoch_tai_s == 2_000_000_000.0 and isinstance(config.time.epoch_tai_s, float)
+    assert config.rate_groups.tick_hz == 20.0
+    assert config.downlink.store_packets == 64
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[nod]\nname = 'x'", "node.toml: [nod]: unknown section; the sections are [node], [link]"),
+        (
+            "[node]\nnmae = 'x'",
+            "node.toml: [node] nmae: unknown key; [node] takes name, spacecraft_id",
+        ),
+        (
+            "[node]\nspacecraft_id = 2000",
+            "node.toml: [node] spacecraft_id: 2000 is outside 0..1023",
+        ),
+        ("[node]\napid = '16'", "node.toml: [node] apid: expected a number, got str '16'"),
+        ("[node]\napid = 16.5", "node.toml: [node] apid: expected a whole number, got 16.5"),
+        ("[node]\nname = 'Sat 1'", "node.toml: [node] name: 'Sat 1': a node name is 1-32"),
+        ("[link]\nurl = 'tcp://x'", "node.toml: [link] url: 'tcp://x': give serial:///dev/ttyUSB0"),
+        ("[link]\nurl = 'serial:///dev/ttyUSB0'", "node.toml: [link] key_file: missing"),
+        (
+            "[downlink]\nstore_packets = 0",
+            "node.toml: [downlink] store_packets: 0 is outside 1..1e+07",
+        ),
+        (
+            "[housekeeping]\ninterval_ms = true",
+            "node.toml: [housekeeping] interval_ms: expected a number",
+        ),
+        ("node = 3", "node.toml: node: expected a [node] table"),
+        ("[node", "node.toml: not valid TOML"),
+    ],
+)
+def test_bad_values_name_file_key_and_problem(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse(text, source="node.toml")
+    assert str(caught.value).startswith(message)
+
+
+def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"node\.toml: no such file"):
+        load(tmp_path / "node.toml")

@@ -1,0 +1,62 @@
+"""`penumbra flight`: a bad config exits 2 with one line; SIGTERM shuts a node down with exit 0."""
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+STARTUP_TIMEOUT_S = 60.0  # safety net only
+
+
+def penumbra(*arguments: str, cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "penumbra", *arguments],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_a_bad_config_exits_2_naming_file_key_and_problem(tmp_path: Path) -> None:
+    (tmp_path / "node.toml").write_text('[link]\nurl = "carrier-pigeon://loft"\n')
+    process = penumbra("flight", "--config", "node.toml", cwd=tmp_path)
+    _, err = process.communicate(timeout=STARTUP_TIMEOUT_S)
+    assert process.returncode == 2
+    assert err.startswith("penumbra flight: node.toml: [link] url: 'carrier-pigeon://loft': give")
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_key_file_open_to_others_exits_2_with_the_fix(tmp_path: Path) -> None:
+    key = tmp_path / "sa1.key"
+    key.write_bytes(bytes(32))
+    key.chmod(0o644)
+    (tmp_path / "node.toml").write_text(
+        '[link]\nurl = "socket://127.0.0.1:9"\nkey_file = "sa1.key"\n[node]\nstate_dir = "state"\n'
+    )
+    process = penumbra("flight", "--config", "node.toml", cwd=tmp_path)
+    _, err = process.communicate(timeout=STARTUP_TIMEOUT_S)
+    assert process.returncode == 2
+    assert "[link] key_file: key file" in err and "chmod 600" in err
+    assert "Traceback" not in err
+
+
+def test_sigterm_shuts_the_node_down_cleanly_with_exit_0(tmp_path: Path) -> None:
+    process = penumbra("flight", "--state-dir", "state", cwd=tmp_path)
+    assert process.stderr is not None
+    lines = []
+    for line in process.stderr:
+        lines.append(line)
+        if "boot 0 in NOMINAL" in line:
+            break
+    else:
+        raise AssertionError(f"the node never reported its boot: {''.join(lines)}")
+    process.send_signal(signal.SIGTERM)
+    _, rest = process.communicate(timeout=STARTUP_TIMEOUT_S)
+    assert process.returncode == 0, rest
+    assert "node penumbra stopped" in rest
+    assert (tmp_path / "state" / "boot.json").exists()
