@@ -291,6 +291,14 @@ class Verification:
     def failure_text(self) -> str:
         return _text(self.failure_data)
 
+    @property
+    def refuses_a_copy(self) -> bool:
+        """A REPLAYED refusal: the node had already accepted a frame with this IV. The station
+        never reuses an IV, so for a request it sent this refuses a copy (a network duplicate, or
+        a replay by someone else) of a frame that got through: the command itself was accepted,
+        and this report says nothing of its outcome."""
+        return not self.success and self.failure_name == "REPLAYED"
+
     def __str__(self) -> str:
         who = f"{self.command} {self.request}" if self.command else f"request {self.request}"
         if self.success:

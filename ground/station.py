@@ -570,8 +570,9 @@ class GroundStation:
     ) -> list[Verification]:
         """Wait for the request's completion success; return every report it got.
 
-        CommandFailed at the first failure report (acceptance, start or completion);
-        ResponseTimeout if the completion does not arrive within `timeout_s` (loop clock).
+        CommandFailed at the first failure report (acceptance, start or completion) other than
+        the refusal of a copy (`Verification.refuses_a_copy`); ResponseTimeout if the completion
+        does not arrive within `timeout_s` (loop clock).
         """
         state = self._requests.get(request)
         if state is None:
@@ -580,6 +581,8 @@ class GroundStation:
             async with asyncio.timeout(timeout_s):
                 while True:
                     for report in state.reports:
+                        if report.refuses_a_copy:
+                            continue
                         if not report.success:
                             raise CommandFailed(report)
                         if report.stage is Stage.COMPLETION:
@@ -1020,6 +1023,8 @@ class GroundStation:
             async with asyncio.timeout(timeout_s):
                 while True:
                     for report in state.reports:
+                        if report.refuses_a_copy:
+                            continue
                         if not report.success:
                             raise CommandFailed(report)
                     if subscription.pending:

@@ -113,7 +113,8 @@ class IntegrationApi:
         """Send a command and wait for its acceptance and completion success; returns its reports.
 
         AssertionError, quoting what did arrive, if a report says failure or the completion does
-        not come within `timeout_s`.
+        not come within `timeout_s`. The refusal of a copy of its frame (a duplicate on the link:
+        `Verification.refuses_a_copy`) is not a failure of the command.
         """
         values = {**(args or {}), **arguments}
         start = self.mark()
@@ -126,7 +127,7 @@ class IntegrationApi:
         reports = self._reports(request, start)
         if not completion.success:
             raise AssertionError(f"{what} failed: {completion}{_listing('its reports', reports)}")
-        accepted = [r for r in reports if r.stage is Stage.ACCEPTANCE]
+        accepted = [r for r in reports if r.stage is Stage.ACCEPTANCE and not r.refuses_a_copy]
         if not accepted or not all(r.success for r in accepted):
             raise AssertionError(
                 f"{what}: completion without an acceptance success"
@@ -159,7 +160,7 @@ class IntegrationApi:
             return (
                 isinstance(item, Verification)
                 and item.request == request
-                and (item.stage is stage or not item.success)
+                and (item.stage is stage or not (item.success or item.refuses_a_copy))
             )
 
         found = await self._find(match, start, timeout_s)

@@ -8,9 +8,10 @@ Enable it with `pytest_plugins = ["hil.testapi.plugin"]` in the top-level confte
 
 `--target` names the node under test: `memory` (default: a `flight.runtime.node.Node` in the
 test's own process and loop, over a MemoryLink; `hil.testapi.targets.MemoryTarget`), `pty` (a node
-in a subprocess over a pty pair), `mqtt://HOST:PORT/NODE`. Whoever provides the others implements
-the hook `pytest_penumbra_make_target(spec, config)` (in a conftest.py or a plugin) and returns a
-`Target` for the specs it knows, or None; the first answer wins, this plugin's own last.
+in a subprocess over a pty pair), `mqtt://HOST:PORT/NODE` (a subprocess through that broker):
+hil.testapi.targets. More targets come from the hook `pytest_penumbra_make_target(spec, config)`
+(in a conftest.py or a plugin) returning a `Target` for the specs it knows, or None; the first
+answer wins, this plugin's own last.
 """
 
 from collections.abc import AsyncIterator
@@ -22,7 +23,7 @@ import pytest_asyncio
 from ground.station import GroundStation
 from hil.testapi.api import DEFAULT_TIMEOUT_S, IntegrationApi
 from hil.testapi.target import Target, TargetConnection
-from hil.testapi.targets import MemoryTarget
+from hil.testapi.targets import MemoryTarget, ProcessTarget
 
 DEFAULT_TARGET = "memory"
 
@@ -39,9 +40,13 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_penumbra_make_target(spec: str, config: pytest.Config) -> Target | None:
-    """The targets this plugin knows itself: `memory`. Other plugins answer first."""
+    """The targets this plugin knows itself: `memory`, `pty`, `mqtt://...`. Others answer first."""
     if spec == "memory":
         return MemoryTarget()
+    if spec == "pty":
+        return ProcessTarget.pty()
+    if spec.startswith(("mqtt://", "mqtts://")):
+        return ProcessTarget.mqtt(spec)
     return None
 
 

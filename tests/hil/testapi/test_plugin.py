@@ -71,9 +71,9 @@ def test_an_unknown_target_fails_with_what_to_implement(tmp_path):
             pass
         """,
     )
-    result = pytest_run(tmp_path, "--target", "mqtt://127.0.0.1:1/sat1")
+    result = pytest_run(tmp_path, "--target", "can://vcan0/sat1")
     assert result.returncode == 1
-    assert "--target mqtt://127.0.0.1:1/sat1: no plugin or conftest.py provides" in result.stdout
+    assert "--target can://vcan0/sat1: no plugin or conftest.py provides" in result.stdout
     assert "pytest_penumbra_make_target(spec, config)" in result.stdout
 
 
