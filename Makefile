@@ -5,9 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint format bench soak clean
+# The C inference core is compiled by pip (cffi) into flight/inference/_native*.so: editing any of
+# its sources makes the install step run again, so that `make test` always tests the current C.
+NATIVE_SOURCES := setup.py native/build_native.py $(wildcard native/src/*.c native/src/*.h native/include/*.h)
 
-$(INSTALLED): pyproject.toml
+.PHONY: demo test lint format bench soak clean native-check
+
+$(INSTALLED): pyproject.toml $(NATIVE_SOURCES)
 	$(PYTHON) -c 'import sys; sys.exit("Penumbra needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -32,6 +36,14 @@ format: $(INSTALLED)
 
 bench: $(INSTALLED)
 	$(BIN)/python benchmarks/protocol.py
+
+# The C core's own test program (golden outputs + naive references, every SIMD level): natively,
+# under the address/undefined-behaviour and thread sanitizers, and cross-compiled for aarch64
+# under qemu-aarch64 (skipped, exit 77, without the cross tools).
+native-check:
+	sh native/tests/run.sh native
+	sh native/tests/run.sh sanitize 10
+	sh native/tests/run.sh aarch64 || [ $$? -eq 77 ]
 
 soak: $(INSTALLED)
 	$(BIN)/python -m pytest -m soak
