@@ -79,6 +79,7 @@ class TimeSection:
 @dataclass(frozen=True, slots=True)
 class RateGroupsSection:
     tick_hz: float = 10.0
+    jitter_samples: int = 1024  # cycles whose start lateness each group keeps (p50/p99/max)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +129,7 @@ _RANGES: dict[tuple[str, str], tuple[type, float, float]] = {
     ("link", "spi"): (int, 0, MAX_SPI),
     ("time", "epoch_tai_s"): (float, 0.0, float(2**32 - 1)),
     ("rate_groups", "tick_hz"): (float, 0.1, 1000.0),
+    ("rate_groups", "jitter_samples"): (int, 1, 10_000_000),
     ("housekeeping", "interval_ms"): (int, 100, 2**32 - 1),
     ("downlink", "store_packets"): (int, 1, 10_000_000),
     ("downlink", "idle_frame_period_s"): (float, 0.01, 3600.0),

@@ -62,7 +62,9 @@ class Node:
         self._notifier = notifier
         self.link: Link | None = None
         self.bus = SoftwareBus()
-        self.rate_groups = RateGroupDriver(tick_hz=config.rate_groups.tick_hz)
+        self.rate_groups = RateGroupDriver(
+            tick_hz=config.rate_groups.tick_hz, jitter_samples=config.rate_groups.jitter_samples
+        )
         self.mode = ModeManager()
         self.params = Params()
         self.health = Health(sampler=sampler, notifier=notifier)
