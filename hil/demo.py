@@ -21,15 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from flight.protocol import icd
-from flight.protocol.pus import PusTc, Service
-from flight.protocol.sdls import SecurityAssociation, TcSecurity
-from flight.protocol.tc_frame import TcFrame
 from flight.runtime.clock import run as run_loop
 from ground.dictionary import Stage, Verification
 from ground.station import GroundStation, ResponseTimeout
 from hil.faults import FaultInjector, FaultModel
 from hil.testapi import IntegrationApi, TargetConnection, greater_than
+from hil.testapi.attacks import forged_command_frame
 from hil.testapi.targets import MemoryTarget
 
 # The uplink crosses the ground network too, which can duplicate and reorder; the space link itself
@@ -69,15 +66,6 @@ class Checks:
         self.say(f"  {'ok  ' if holds else 'FAIL'} {what}")
         if not holds:
             self.failed.append(what)
-
-
-def _forged_command(api: IntegrationApi) -> bytes:
-    """mode.SET_MODE SAFE in a well-formed TC frame, authenticated with a key the node lacks."""
-    _, app_data = api.dictionary.encode_command("mode.SET_MODE", {"mode": "SAFE"})
-    tc = PusTc(api.dictionary.apid, 9999, Service.FUNCTION_MANAGEMENT, 1, app_data)
-    attacker = TcSecurity([SecurityAssociation(icd.SECURITY_PARAMETER_INDEX, bytes(32))])
-    frame = TcFrame(icd.SPACECRAFT_ID, icd.TcVirtualChannel.COMMAND, 0, tc.encode())
-    return attacker.apply(frame, iv=1 << 40).encode()
 
 
 async def _ask(what: Callable[[], Awaitable[T]], say: Say) -> T:
@@ -159,7 +147,10 @@ async def _operate(api: IntegrationApi, target: MemoryTarget, scenario: Scenario
     say("\n5. A forged command: SET_MODE SAFE under the wrong key")
     start = api.mark()
     for _ in range(ATTEMPTS):  # the uplink may lose the attacker's frame too
-        await target.ground_link.send(_forged_command(api))
+        forged, _ = forged_command_frame(
+            api.dictionary, "mode.SET_MODE", {"mode": "SAFE"}, sequence_count=9999
+        )
+        await target.ground_link.send(forged)
         with contextlib.suppress(AssertionError):
             refused = await api.await_telemetry(
                 "uplink.AUTHENTICATION_FAILURES", greater_than(0), timeout_s=ANSWER_TIMEOUT_S

@@ -19,13 +19,12 @@ from flight.link import Role, open_link
 from flight.link.mqtt import MqttSettings
 from flight.protocol import icd
 from flight.protocol.crc import append_crc16
-from flight.protocol.pus import PusTc, Service
-from flight.protocol.sdls import SecurityAssociation, TcSecurity
 from flight.protocol.tc_frame import FrameType, TcFrame
 from flight.runtime.clock import MissionClock
-from ground.dictionary import RequestKey, Stage
+from ground.dictionary import Stage
 from ground.station import GroundStation
 from hil.testapi.api import IntegrationApi
+from hil.testapi.attacks import forged_command_frame
 from hil.testapi.predicates import greater_than
 from hil.testapi.target import TargetConnection
 from hil.testapi.targets import ProcessTarget
@@ -126,15 +125,6 @@ async def test_a_hundred_noops_arrive_verified_in_order_and_none_is_lost(operate
     await api.await_telemetry("mode.COMMANDS_ACCEPTED", before.value + 100)
 
 
-def _forged_frame(operated: Operated, sequence_count: int) -> tuple[bytes, RequestKey]:
-    """SET_MODE SAFE, well formed but authenticated with a key the node does not hold."""
-    _, app_data = operated.dictionary.encode_command("mode.SET_MODE", {"mode": "SAFE"})
-    tc = PusTc(operated.dictionary.apid, sequence_count, Service.FUNCTION_MANAGEMENT, 1, app_data)
-    attacker = TcSecurity([SecurityAssociation(icd.SECURITY_PARAMETER_INDEX, bytes(32))])
-    frame = TcFrame(icd.SPACECRAFT_ID, icd.TcVirtualChannel.COMMAND, 0, tc.encode())
-    return attacker.apply(frame, iv=1 << 40).encode(), RequestKey(tc.apid, tc.sequence_count)
-
-
 def _last_command_frame(operated: Operated) -> bytes:
     """The last authenticated AD frame the ground sent (not a COP-1 control frame)."""
     for raw in reversed(operated.link.sent):
@@ -152,7 +142,12 @@ async def test_forged_tampered_and_replayed_commands_are_refused_and_the_node_ke
     genuine = reports[0].request
     captured = _last_command_frame(operated)
 
-    forged, forged_request = _forged_frame(operated, (genuine.sequence_count + 1000) % 16384)
+    forged, forged_request = forged_command_frame(
+        operated.dictionary,
+        "mode.SET_MODE",
+        {"mode": "SAFE"},
+        sequence_count=(genuine.sequence_count + 1000) % 16384,
+    )
     start = api.mark()
     await operated.link.send(forged)
     refusal = await api.await_verification(forged_request, Stage.ACCEPTANCE, start=start)
