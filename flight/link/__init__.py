@@ -6,6 +6,8 @@ moves whole frames (`send`, `receive`), says whether it is `up`, and counts what
 dropped. docs/ICD.md ("Links and MQTT topics") describes them for other tools.
 """
 
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from flight.link.base import (
@@ -20,9 +22,22 @@ from flight.link.base import (
     Role,
 )
 from flight.link.memory import FaultHook, MemoryLink
-from flight.link.mqtt import DuplicateFilter, MqttLink, MqttSettings, MqttTopics
 from flight.link.serial import PtyPair, SerialLink, SerialSettings, open_pty_pair
 from flight.link.url import redact
+
+if TYPE_CHECKING:
+    from flight.link.mqtt import DuplicateFilter, MqttLink, MqttSettings, MqttTopics
+
+# The MQTT link pulls in aiomqtt and paho (about 3 MiB of a node's memory): imported on first use,
+# so that a node on a serial link never loads them.
+_MQTT_NAMES = ("DuplicateFilter", "MqttLink", "MqttSettings", "MqttTopics")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MQTT_NAMES:
+        return getattr(import_module("flight.link.mqtt"), name)
+    raise AttributeError(f"module 'flight.link' has no attribute {name!r}")
+
 
 URL_FORMS = (
     "serial:///dev/ttyUSB0?baudrate=115200",
@@ -32,7 +47,7 @@ URL_FORMS = (
 )
 
 
-def open_link(url: str, *, role: Role) -> SerialLink | MqttLink:
+def open_link(url: str, *, role: Role) -> "SerialLink | MqttLink":
     """The link a URL names, not yet connected (enter it with `async with`).
 
     LinkConfigError, with the fix in its message, for an unknown scheme, a missing host, port,
@@ -47,6 +62,8 @@ def open_link(url: str, *, role: Role) -> SerialLink | MqttLink:
     if scheme in ("serial", "socket"):
         return SerialLink.from_url(shown, parts._replace(scheme=scheme))
     if scheme in ("mqtt", "mqtts"):
+        from flight.link.mqtt import MqttLink, MqttSettings
+
         return MqttLink(MqttSettings.from_url(shown, parts._replace(scheme=scheme)), role)
     if scheme == "memory":
         raise LinkConfigError(
