@@ -144,30 +144,13 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         print(f"{PROG}: {error}", file=sys.stderr)
         return 2
     try:
-        try:
-            return asyncio.run(_operate(link, dictionary, key, state, archive, args, prepared, out))
-        except BaseExceptionGroup as group:
-            # A link may hand back the body's exception inside a group from its task group.
-            raise _known(group) from None
+        return asyncio.run(_operate(link, dictionary, key, state, archive, args, prepared, out))
     except (CommandFailed, UplinkError, ResponseTimeout) as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return 1
     except (GroundError, LinkError, OSError) as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return 2
-
-
-_KNOWN = (GroundError, LinkError, OSError, KeyboardInterrupt)
-
-
-def _known(group: BaseExceptionGroup) -> BaseException:
-    """The first error in `group` that has a message for the operator, else the group itself."""
-    for error in group.exceptions:
-        if isinstance(error, BaseExceptionGroup):
-            error = _known(error)
-        if isinstance(error, _KNOWN):
-            return error
-    return group
 
 
 def default_state_dir(key: bytes) -> Path:

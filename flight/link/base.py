@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from enum import Enum
 from types import TracebackType
-from typing import Protocol, Self, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 DEFAULT_RECEIVE_DEPTH = 1024
 """Frames a link holds for a caller that is slow to `receive()`; the oldest go first, counted."""
@@ -117,6 +118,27 @@ class LinkBase:
         self._state_changed = asyncio.Event()
         self._up = False
         self._closed = False
+        self._tasks: asyncio.TaskGroup | None = None
+        self._keeper: asyncio.Task[None] | None = None
+
+    async def _start_keeper(self, keeper: Coroutine[Any, Any, None]) -> None:
+        """Enter the link: run `keeper` (connect, read, reconnect) in the link's own TaskGroup."""
+        if self._tasks is not None or self._closed:
+            keeper.close()
+            raise LinkError(f"{self.name}: a link is entered once; create a new one to reopen")
+        self._tasks = asyncio.TaskGroup()
+        await self._tasks.__aenter__()
+        self._keeper = self._tasks.create_task(keeper, name=f"{self.name} keeper")
+
+    async def _stop_keeper(self) -> None:
+        """Leave the link: closed for good, the keeper cancelled and awaited. An exception of the
+        `async with` body is the caller's and passes through unwrapped, so the TaskGroup is not
+        told of it (it would wrap it in an ExceptionGroup)."""
+        self._close_base()
+        if self._keeper is not None:
+            self._keeper.cancel()
+        if self._tasks is not None:
+            await self._tasks.__aexit__(None, None, None)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "up" if self.up else "down"

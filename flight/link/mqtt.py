@@ -288,8 +288,6 @@ class MqttLink(LinkBase):
         # Backoff jitter from a generator seeded by the client id: reproducible, yet two ends
         # restarting together do not retry in lock step.
         self._rng = random.Random(self.client_id)
-        self._tasks: asyncio.TaskGroup | None = None
-        self._keeper: asyncio.Task[None] | None = None
 
     @property
     def connected(self) -> bool:
@@ -302,11 +300,7 @@ class MqttLink(LinkBase):
         return self._peer_online
 
     async def __aenter__(self) -> Self:
-        if self._tasks is not None or self.closed:
-            raise LinkError(f"{self.name}: a link is entered once; create a new one to reopen")
-        self._tasks = asyncio.TaskGroup()
-        await self._tasks.__aenter__()
-        self._keeper = self._tasks.create_task(self._maintain(), name=f"{self.name} keeper")
+        await self._start_keeper(self._maintain())
         return self
 
     async def __aexit__(
@@ -315,11 +309,7 @@ class MqttLink(LinkBase):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._close_base()
-        if self._keeper is not None:
-            self._keeper.cancel()  # the keeper says "offline" on its way out
-        if self._tasks is not None:
-            await self._tasks.__aexit__(exc_type, exc, tb)
+        await self._stop_keeper()  # the keeper says "offline" on its way out
 
     async def send(self, frame: bytes) -> None:
         frame = bytes(frame)

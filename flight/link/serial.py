@@ -239,8 +239,6 @@ class SerialLink(LinkBase):
         # Start the next frame with an extra delimiter: set on every (re)open and after a frame
         # was cut short, so the peer's deframer drops whatever partial frame it holds.
         self._flush_next = True
-        self._tasks: asyncio.TaskGroup | None = None
-        self._maintainer: asyncio.Task[None] | None = None
 
     @classmethod
     def device(
@@ -315,11 +313,7 @@ class SerialLink(LinkBase):
         return self._deframer.pending_octets
 
     async def __aenter__(self) -> Self:
-        if self._tasks is not None or self.closed:
-            raise LinkError(f"{self.name}: a link is entered once; create a new one to reopen")
-        self._tasks = asyncio.TaskGroup()
-        await self._tasks.__aenter__()
-        self._maintainer = self._tasks.create_task(self._maintain(), name=f"{self.name} keeper")
+        await self._start_keeper(self._maintain())
         return self
 
     async def __aexit__(
@@ -328,12 +322,8 @@ class SerialLink(LinkBase):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._close_base()
-        if self._maintainer is not None:
-            self._maintainer.cancel()
         try:
-            if self._tasks is not None:
-                await self._tasks.__aexit__(exc_type, exc, tb)
+            await self._stop_keeper()
         finally:
             self._disconnect("link closed")
             self.port.dispose()

@@ -50,8 +50,8 @@ class RecordingLink:
 
 
 class Operated:
-    """A started target with a station and the API on it; `restart_ground` models a pass ending
-    and the next one beginning (the ground's link closed, then opened again)."""
+    """A started target with a station and the API on it; `end_pass` and `begin_pass` model a
+    pass ending (the ground's station and link closed) and the next one beginning."""
 
     def __init__(self, target: ProcessTarget, state_dir: Path) -> None:
         self.target = target
@@ -65,9 +65,10 @@ class Operated:
     async def start(self) -> IntegrationApi:
         connection = TargetConnection.of(await self.target.start())
         self.dictionary, self.key = connection.dictionary, connection.key
-        return await self._open_station(connection.link)
+        return await self.begin_pass(connection.link)
 
-    async def _open_station(self, link: Any) -> IntegrationApi:
+    async def begin_pass(self, link: Any) -> IntegrationApi:
+        """A station and the API on `link` (entered)."""
         self.link = RecordingLink(link)
         self._station = GroundStation(
             self.link, self.dictionary, key=self.key, state_dir=self.state_dir
@@ -84,6 +85,11 @@ class Operated:
         if self._station is not None:
             await self._station.__aexit__(None, None, None)
             self._station = None
+
+    async def end_pass(self) -> None:
+        """Out of contact: the station stops and the ground's link closes."""
+        await self._close_station()
+        await self.link._link.__aexit__(None, None, None)
 
     async def stop(self) -> None:
         await self._close_station()
@@ -184,14 +190,13 @@ async def test_telemetry_produced_while_out_of_contact_arrives_afterwards_in_ord
     the node stores its housekeeping meanwhile and plays it back when the ground returns."""
     channel = "health.CPU_PERCENT"  # housekeeping at 1 Hz by default
     last_before = (await operated.api.await_telemetry(channel)).time.seconds
-    await operated._close_station()
-    await operated.link._link.__aexit__(None, None, None)  # out of contact
+    await operated.end_pass()
     await asyncio.sleep(OUTAGE_S)  # the node goes on producing housekeeping, now stored
     back_at = MissionClock.tai_from_unix(time.time())  # the node's clock is the same system clock
     link = open_link(operated.target.mqtt_url, role=Role.GROUND)
     await link.__aenter__()
     operated.target.adopt_link(link)  # closed with the target
-    api = await operated._open_station(link)
+    api = await operated.begin_pass(link)
 
     await api.await_telemetry(channel, predicate=greater_than(-1.0))  # contact again
     while (await api.await_telemetry(channel)).time.seconds < back_at + 2:

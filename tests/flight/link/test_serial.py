@@ -395,3 +395,11 @@ def test_a_serial_link_runs_on_the_virtual_time_loop_and_reopens_there(tmp_path:
     assert reconnects == 1
     # The first reopen waits the initial backoff, in virtual seconds.
     assert reopen_after_s == pytest.approx(SerialSettings().reconnect_initial_s)
+
+
+async def test_an_error_in_the_body_of_async_with_passes_through_unwrapped():
+    # The link's own tasks must not turn the caller's exception into an ExceptionGroup.
+    pair = open_pty_pair()
+    with pytest.raises(KeyError, match="the body's"):
+        async with SerialLink.pty_master(pair.master_fd):
+            raise KeyError("the body's")
