@@ -556,6 +556,11 @@ class Component:
         self.component_id = component_id
         self.context = context
 
+    def bind_node(self, node: Any) -> None:
+        """Called once by the Node hosting this component, after its runtime services exist
+        (`node.files`, `node.mode`, `node.config`; `node.clock` once started): take what you need.
+        """
+
     # -- ids ------------------------------------------------------------------------------------
 
     def opcode(self, command_name: str) -> int:

@@ -28,6 +28,28 @@ the problem, such as `node.toml: [link] url: ...`. Relative paths are relative t
     [downlink]
     store_packets = 10000        # the TM store's bound
     idle_frame_period_s = 1.0    # an idle frame (carrying the CLCW) when nothing else goes down
+
+    [orbit]                      # the node's own TLE: eclipse and contact forecast onboard
+    tle_line1 = "1 99999U ..."
+    tle_line2 = "2 99999 ..."
+
+    [power]
+    eps = "none"                 # "simulated" (emulator, bench) or "sysfs" (Jetson rails, battery)
+    policy = "energy_aware"      # or "always_on", "threshold", "sunlit_only" (the baselines)
+    capacity_wh = 43.0           # battery capacity, for coulomb counting
+    floor_soc = 0.70             # the state of charge never planned below (30% depth of discharge)
+    undervoltage_v = 6.6         # below this the payload is shed within one 10 Hz tick
+    bus_power_w = 5.0            # the platform's own load, until measured
+    solar_power_w = 30.0         # mean sunlit harvest, until measured
+    forecast_horizon_s = 12000.0 # how far ahead the governor plans (about two orbits at 550 km)
+    cpu_freq_control = false     # write cpufreq caps (needs root; read-only by default)
+
+    [payload]
+    max_workers = 4              # jobs running at once
+    batch_tiles = 8              # tiles per checkpoint
+    idle_power_w = 3.0           # modelled payload power when no sensor measures it
+    busy_power_w = 15.0          # ... with every worker busy
+    simulated_tile_time_s = 0.0  # emulator only: the least time a tile takes (a board's speed)
 """
 
 import math
@@ -94,6 +116,34 @@ class DownlinkSection:
 
 
 @dataclass(frozen=True, slots=True)
+class OrbitSection:
+    tle_line1: str | None = None
+    tle_line2: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PowerSection:
+    eps: str = "none"
+    policy: str = "energy_aware"
+    capacity_wh: float = 43.0
+    floor_soc: float = 0.70
+    undervoltage_v: float = 6.6
+    bus_power_w: float = 5.0
+    solar_power_w: float = 30.0
+    forecast_horizon_s: float = 12_000.0
+    cpu_freq_control: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadSection:
+    max_workers: int = 4
+    batch_tiles: int = 8
+    idle_power_w: float = 3.0
+    busy_power_w: float = 15.0
+    simulated_tile_time_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class NodeConfig:
     """A whole configuration; `source` is the file it came from (or `<defaults>`)."""
 
@@ -104,6 +154,9 @@ class NodeConfig:
     rate_groups: RateGroupsSection = field(default_factory=RateGroupsSection)
     housekeeping: HousekeepingSection = field(default_factory=HousekeepingSection)
     downlink: DownlinkSection = field(default_factory=DownlinkSection)
+    orbit: OrbitSection = field(default_factory=OrbitSection)
+    power: PowerSection = field(default_factory=PowerSection)
+    payload: PayloadSection = field(default_factory=PayloadSection)
 
     def error(self, key: str, problem: str) -> ConfigError:
         """A ConfigError for `[section] key` of this configuration."""
@@ -120,6 +173,9 @@ _SECTIONS = {
     "rate_groups": RateGroupsSection,
     "housekeeping": HousekeepingSection,
     "downlink": DownlinkSection,
+    "orbit": OrbitSection,
+    "power": PowerSection,
+    "payload": PayloadSection,
 }
 
 # (type, minimum, maximum) of numbers; strings and paths are checked by _check below.
@@ -133,6 +189,21 @@ _RANGES: dict[tuple[str, str], tuple[type, float, float]] = {
     ("housekeeping", "interval_ms"): (int, 100, 2**32 - 1),
     ("downlink", "store_packets"): (int, 1, 10_000_000),
     ("downlink", "idle_frame_period_s"): (float, 0.01, 3600.0),
+    ("power", "capacity_wh"): (float, 0.001, 1e6),
+    ("power", "floor_soc"): (float, 0.0, 0.99),
+    ("power", "undervoltage_v"): (float, 0.0, 1000.0),
+    ("power", "bus_power_w"): (float, 0.0, 1e5),
+    ("power", "solar_power_w"): (float, 0.0, 1e6),
+    ("power", "forecast_horizon_s"): (float, 600.0, 7 * 86_400.0),
+    ("payload", "max_workers"): (int, 1, 256),
+    ("payload", "batch_tiles"): (int, 1, 1_000_000),
+    ("payload", "idle_power_w"): (float, 0.0, 1e5),
+    ("payload", "busy_power_w"): (float, 0.0, 1e5),
+    ("payload", "simulated_tile_time_s"): (float, 0.0, 86_400.0),
+}
+_CHOICES = {
+    ("power", "eps"): ("none", "simulated", "sysfs"),
+    ("power", "policy"): ("energy_aware", "always_on", "threshold", "sunlit_only"),
 }
 _LINK_SCHEMES = ("serial", "socket", "mqtt", "mqtts")
 
@@ -154,8 +225,15 @@ def _convert(source: str, section: str, key: str, value: Any, annotation: Any, b
         if not low <= value <= high:
             raise ConfigError(source, where, f"{value!r} is outside {low:g}..{high:g}")
         return kind(value)
+    if annotation in (bool, "bool"):
+        if not isinstance(value, bool):
+            raise ConfigError(source, where, f"expected true or false, got {_describe(value)}")
+        return value
     if not isinstance(value, str):
         raise ConfigError(source, where, f"expected a string, got {_describe(value)}")
+    choices = _CHOICES.get((section, key))
+    if choices is not None and value not in choices:
+        raise ConfigError(source, where, f"{value!r}: choose one of {', '.join(choices)}")
     if annotation in (Path, "Path", Path | None, "Path | None"):
         if not value:
             raise ConfigError(source, where, "an empty path")
@@ -212,6 +290,12 @@ def parse(text: str, *, source: str = DEFAULTS_SOURCE, base: Path | None = None)
             "[link] key_file",
             "missing: a node with a link accepts only authenticated TCs; give the AES-256 key "
             "file (mode 0600) shared with the ground",
+        )
+    if (config.orbit.tle_line1 is None) != (config.orbit.tle_line2 is None):
+        raise ConfigError(source, "[orbit]", "give both tle_line1 and tle_line2, or neither")
+    if config.payload.busy_power_w < config.payload.idle_power_w:
+        raise ConfigError(
+            source, "[payload] busy_power_w", "below idle_power_w: a busy payload draws more"
         )
     return config
 

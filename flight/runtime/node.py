@@ -120,6 +120,8 @@ class Node:
         self._stack = contextlib.AsyncExitStack()
         self._group: asyncio.TaskGroup | None = None
         self._stop = asyncio.Event()
+        for component in self.executive.components:
+            component.bind_node(self)
 
     @property
     def components(self) -> list[Component]:

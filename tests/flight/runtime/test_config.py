@@ -78,6 +78,16 @@ idle_frame_period_s = 0.5
             "[housekeeping]\ninterval_ms = true",
             "node.toml: [housekeeping] interval_ms: expected a number",
         ),
+        ("[power]\neps = 'i2c'", "node.toml: [power] eps: 'i2c': choose one of none, simulated"),
+        ("[power]\npolicy = 'greedy'", "node.toml: [power] policy: 'greedy': choose one of"),
+        ("[power]\nfloor_soc = 1.0", "node.toml: [power] floor_soc: 1.0 is outside 0..0.99"),
+        ("[power]\ncpu_freq_control = 1", "node.toml: [power] cpu_freq_control: expected true"),
+        ("[payload]\nmax_workers = 0", "node.toml: [payload] max_workers: 0 is outside 1..256"),
+        (
+            "[payload]\nidle_power_w = 4.0\nbusy_power_w = 3.0",
+            "node.toml: [payload] busy_power_w: below idle_power_w",
+        ),
+        ("[orbit]\ntle_line1 = '1 2'", "node.toml: [orbit]: give both tle_line1 and tle_line2"),
         ("node = 3", "node.toml: node: expected a [node] table"),
         ("[node", "node.toml: not valid TOML"),
     ],
@@ -86,6 +96,22 @@ def test_bad_values_name_file_key_and_problem(text: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse(text, source="node.toml")
     assert str(caught.value).startswith(message)
+
+
+def test_power_payload_and_orbit_sections_are_read() -> None:
+    config = parse(
+        "[power]\neps = 'simulated'\npolicy = 'sunlit_only'\ncpu_freq_control = true\n"
+        "[payload]\nmax_workers = 2\nsimulated_tile_time_s = 0.5\n"
+        "[orbit]\ntle_line1 = 'one'\ntle_line2 = 'two'\n",
+        source="node.toml",
+    )
+    assert (config.power.eps, config.power.policy, config.power.cpu_freq_control) == (
+        "simulated",
+        "sunlit_only",
+        True,
+    )
+    assert (config.payload.max_workers, config.payload.simulated_tile_time_s) == (2, 0.5)
+    assert (config.orbit.tle_line1, config.orbit.tle_line2) == ("one", "two")
 
 
 def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
