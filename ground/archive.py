@@ -104,6 +104,18 @@ CREATE TABLE IF NOT EXISTS parameters (
     name TEXT NOT NULL,
     value TEXT NOT NULL            -- JSON
 );
+CREATE TABLE IF NOT EXISTS transfers (
+    id INTEGER PRIMARY KEY,
+    ground_time_s REAL NOT NULL,
+    direction TEXT NOT NULL CHECK (direction IN ('up', 'down')),
+    name TEXT NOT NULL,            -- the file's name at the receiver ('' if never learnt)
+    source_entity_id INTEGER NOT NULL,
+    transaction_sequence_number INTEGER NOT NULL,
+    success INTEGER NOT NULL,      -- up: every PDU acknowledged; down: delivered and checked
+    size INTEGER NOT NULL,         -- octets
+    reason TEXT NOT NULL,          -- why it failed, or 'sent' / 'delivered'
+    path TEXT                      -- the local file (sent, or saved in the downloads directory)
+);
 CREATE INDEX IF NOT EXISTS telemetry_by_channel ON telemetry (channel, id);
 CREATE INDEX IF NOT EXISTS events_by_name ON events (name, id);
 CREATE INDEX IF NOT EXISTS verifications_by_request ON verifications (apid, sequence_count, id);
@@ -351,6 +363,34 @@ class Archive:
                     "parameters", {**common, "name": value.name, "value": to_json(value.value)}
                 )
 
+    def transfer(
+        self,
+        ground_time_s: float,
+        direction: str,
+        name: str,
+        source_entity_id: int,
+        transaction_sequence_number: int,
+        success: bool,
+        size: int,
+        reason: str,
+        path: str | None,
+    ) -> int:
+        """One file transfer that ended: sent up whole, or come down (delivered or failed)."""
+        return self._insert(
+            "transfers",
+            {
+                "ground_time_s": ground_time_s,
+                "direction": direction,
+                "name": name,
+                "source_entity_id": source_entity_id,
+                "transaction_sequence_number": transaction_sequence_number,
+                "success": int(success),
+                "size": size,
+                "reason": reason,
+                "path": path,
+            },
+        )
+
     # -- reading: what tests and operators ask -----------------------------------------------------
 
     def frames(
@@ -398,6 +438,11 @@ class Archive:
     def commands(self) -> list[dict[str, Any]]:
         return self.rows("commands")
 
+    def transfers(self, direction: str | None = None) -> list[dict[str, Any]]:
+        if direction is None:
+            return self.rows("transfers")
+        return self.rows("transfers", "direction = ?", direction)
+
     def counts(self) -> dict[str, int]:
         """Rows per table: a quick look at what the archive holds."""
         return {
@@ -413,7 +458,16 @@ class Archive:
             yield bytes(octets)
 
 
-_TABLES = ("frames", "packets", "commands", "verifications", "events", "telemetry", "parameters")
+_TABLES = (
+    "frames",
+    "packets",
+    "commands",
+    "verifications",
+    "events",
+    "telemetry",
+    "parameters",
+    "transfers",
+)
 _JSON_COLUMNS = {
     "packets": ("decoded",),
     "commands": ("arguments",),

@@ -1,8 +1,10 @@
-"""`penumbra ground`: operate a node from the command line: watch, cmd, ping, param, hk, list.
+"""`penumbra ground`: operate a node from the command line: watch, cmd, ping, param, hk, put, get,
+list.
 
     penumbra ground --link mqtt://host:1883/sat1 --dict sat1.json --key sa1.key watch
     penumbra ground --link serial:///dev/ttyUSB0 --dict sat1.json --key sa1.key \\
         cmd health.SET_PING_PERIOD period_ms=500
+    penumbra ground ... put model.onnx --as detector.onnx
 
 Exit status: 0 when the node reports success, 1 when it reports a failure (or never confirms),
 2 for a mistake on the command line, in the dictionary, the key or the link URL. Errors are one
@@ -25,6 +27,7 @@ from flight.link.url import redact
 from flight.protocol.cuc import TAI_EPOCH_TO_UNIX_EPOCH_S, CucTime
 from flight.protocol.sdls import KeyFileError, load_key
 from flight.runtime.clock import TAI_MINUS_UTC_S
+from flight.runtime.files import check_name
 from ground.archive import Archive
 from ground.dictionary import (
     Dictionary,
@@ -40,6 +43,7 @@ from ground.dictionary import (
 from ground.station import (
     CommandFailed,
     DecodeFailure,
+    FileDelivery,
     GroundStation,
     ResponseTimeout,
     StationAlert,
@@ -81,11 +85,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="SQLite archive (default: STATE/archive.sqlite)",
     )
     parser.add_argument(
+        "--downloads",
+        metavar="DIR",
+        type=Path,
+        help="where files from the node are saved (default: STATE/downloads)",
+    )
+    parser.add_argument(
         "--timeout",
         metavar="SECONDS",
         type=float,
         default=30.0,
-        help="how long cmd, ping, param and hk wait for the node (default 30)",
+        help="how long cmd, ping, param, hk, put and get wait for the node (default 30); put and "
+        "get wait this long for the whole transfer",
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
@@ -113,6 +124,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     choice.add_argument("--interval", type=float, metavar="SECONDS", help="report period (3,31)")
     choice.add_argument("--enable", action="store_true", help="periodic reports on (3,5)")
     choice.add_argument("--disable", action="store_true", help="periodic reports off (3,6)")
+
+    put_file = actions.add_parser(
+        "put", help="send a file to the node's files directory (CFDP, under COP-1)"
+    )
+    put_file.add_argument("local", metavar="LOCAL", type=Path, help="the file to send")
+    put_file.add_argument(
+        "--as", dest="remote", metavar="NAME", help="its name on board (default: its own name)"
+    )
+
+    get_file = actions.add_parser(
+        "get", help="ask the node for a file of its files directory (files.DOWNLINK_FILE)"
+    )
+    get_file.add_argument("remote", metavar="NAME", help="the file's name on board")
 
     listing = actions.add_parser("list", help="what the dictionary declares (no link needed)")
     listing.add_argument(
@@ -177,7 +201,13 @@ async def _operate(
         async with (
             link,
             GroundStation(
-                link, dictionary, key=key, state_dir=state, clock=time.time, archive=archive
+                link,
+                dictionary,
+                key=key,
+                state_dir=state,
+                clock=time.time,
+                archive=archive,
+                downloads_dir=args.downloads,
             ) as station,
         ):
             print(f"{PROG}: {redact(args.link)}, archive {archive.path}", file=sys.stderr)
@@ -195,6 +225,7 @@ def _watch(dictionary: Dictionary, args: argparse.Namespace) -> Operation:
         PingReply,
         StationAlert,
         DecodeFailure,
+        FileDelivery,
     )
     if not args.no_telemetry:
         kinds += (TelemetrySample,)
@@ -310,12 +341,102 @@ def _hk(dictionary: Dictionary, args: argparse.Namespace) -> Operation:
     return hk
 
 
+def _put(dictionary: Dictionary, args: argparse.Namespace) -> Operation:
+    local: Path = args.local
+    remote = local.name if args.remote is None else args.remote
+    try:
+        check_name(remote)
+    except ValueError as error:
+        raise GroundError(f"--as: {error}") from None
+    if not local.is_file():
+        raise GroundError(f"{local}: no such file; give the path of a file to send")
+    dictionary.event("files.FILE_RECEIVED")  # a node without the file service is told now
+    timeout_s = args.timeout
+
+    async def put(station: GroundStation, out: TextIO) -> int:
+        async with (
+            station.deadline(timeout_s, f"put {remote}"),
+            station.subscribe(EventMessage) as events,
+        ):
+            transaction = await station.put_file(local, remote)
+            number = transaction.transaction_sequence_number
+            print(f"sent {local} as {remote} (transaction {number})", file=out, flush=True)
+            async for event in events:
+                if event.component != "files" or event.args.get("name") != remote:
+                    continue
+                if event.name == "FILE_RECEIVED":
+                    print(line(event), file=out, flush=True)
+                    return 0
+                if event.name == "FILE_FAILED":
+                    print(line(event), file=out, flush=True)
+                    return 1
+        return 1
+
+    return _explained(put, f"no files.FILE_RECEIVED for {remote}", "files.LIST_FILES")
+
+
+def _get(dictionary: Dictionary, args: argparse.Namespace) -> Operation:
+    try:
+        check_name(args.remote)
+    except ValueError as error:
+        raise GroundError(str(error)) from None
+    definition = dictionary.command("files.DOWNLINK_FILE")
+    values = {"name": args.remote}
+    dictionary.encode_command(definition, values)
+    timeout_s = args.timeout
+
+    async def get(station: GroundStation, out: TextIO) -> int:
+        async with station.deadline(timeout_s, f"get {args.remote}"):
+            start = station.mark_files()
+            request = await station.send_command(definition.qualified_name, values)
+            print(f"sent {definition.qualified_name} as request {request}", file=out, flush=True)
+            # The file, unless the node refuses the command (no such file, queue full); its
+            # completion report may be lost on the way down while the file still arrives.
+            refusal = asyncio.ensure_future(station.await_completion(request, timeout_s=None))
+            arrival = asyncio.ensure_future(
+                station.await_file(args.remote, start=start, timeout_s=None)
+            )
+            try:
+                await asyncio.wait((refusal, arrival), return_when=asyncio.FIRST_COMPLETED)
+                if refusal.done() and isinstance(refusal.exception(), CommandFailed):
+                    failure = refusal.exception()
+                    assert isinstance(failure, CommandFailed)
+                    print(line(failure.report), file=out, flush=True)
+                    return 1
+                delivery = await arrival
+            finally:
+                for waiting in (refusal, arrival):
+                    waiting.cancel()
+                await asyncio.gather(refusal, arrival, return_exceptions=True)
+        print(line(delivery), file=out, flush=True)
+        return 0 if delivery.success else 1
+
+    return get
+
+
+def _explained(operation: Operation, missing: str, check: str) -> Operation:
+    """`operation`, whose timeout also says that the answer may be lost on the way down."""
+
+    async def explained(station: GroundStation, out: TextIO) -> int:
+        try:
+            return await operation(station, out)
+        except ResponseTimeout as error:
+            raise ResponseTimeout(
+                f"{error} ({missing}: the event may have been lost on the downlink; "
+                f"`cmd {check}` shows what is on board)"
+            ) from None
+
+    return explained
+
+
 _ACTIONS: dict[str, Callable[[Dictionary, argparse.Namespace], Operation]] = {
     "watch": _watch,
     "cmd": _cmd,
     "ping": _ping,
     "param": _param,
     "hk": _hk,
+    "put": _put,
+    "get": _get,
 }
 
 
@@ -341,6 +462,7 @@ def line(item: object) -> str:
         PingReply: "PING",
         StationAlert: "ALERT",
         DecodeFailure: "ERROR",
+        FileDelivery: "FILE",
     }.get(type(item), "TM")
     return f"{stamp}  {kind:<6}  {item}"
 

@@ -15,6 +15,12 @@ Downlink: TM frames are checked by `TmReceiver`; the CLCW in a frame's OCF reach
 a frame whose master channel frame count is not behind the newest one (an MQTT path can redeliver
 old frames, and an old CLCW would confuse FOP-1); packets are decoded with the dictionary, archived
 and handed to subscribers.
+
+Files (CFDP class 1, ICD 3.11): `put_file` sends a file's PDUs up one per TC packet (APID 0x7F0)
+on the same AD service as commands, so FOP-1 retransmits what the link loses and the file arrives
+whole. Files coming down on TM VC FILE are reassembled by a `cfdp.FileReceiver` in the downloads
+directory; each transfer that ends there, delivered or failed, is a `FileDelivery` for subscribers
+and `await_file`. Class 1 has no retransmission downlink: a failed file is asked for again.
 """
 
 import asyncio
@@ -30,6 +36,16 @@ from typing import Any
 
 from flight.link.base import Link, LinkDown
 from flight.protocol import icd
+from flight.protocol.cfdp import (
+    FileReceiver,
+    FileSender,
+    MetadataPdu,
+    PduHeader,
+    TransactionId,
+    TransferResult,
+    decode_pdu,
+    file_data_capacity,
+)
 from flight.protocol.cop1 import (
     AlertNotification,
     Clcw,
@@ -64,9 +80,15 @@ from flight.protocol.sdls import (
     load_key,
     max_protected_data_length,
 )
-from flight.protocol.spacepacket import MAX_SEQUENCE_COUNT
+from flight.protocol.spacepacket import (
+    MAX_SEQUENCE_COUNT,
+    PRIMARY_HEADER_LENGTH,
+    PacketType,
+    SpacePacket,
+)
 from flight.protocol.tc_frame import TcFrame
 from flight.protocol.tm_frame import NO_CLCW, TmReceiver
+from flight.runtime.files import GROUND_ENTITY_ID, check_name
 from flight.runtime.store import Counter, Store, StoreError
 from ground.archive import Archive, to_json
 from ground.dictionary import (
@@ -98,6 +120,11 @@ DEFAULT_SUBSCRIPTION_DEPTH = 10_000
 DUPLICATE_WINDOW = 128  # recent downlink frames remembered to recognise a redelivered one
 RESYNC_AFTER = 3  # consecutive fresh-content frames "behind" the count that mean the node restarted
 REQUESTS_KEPT = 4096  # requests whose verification reports the station keeps for await_completion
+DEFAULT_FILE_TIMEOUT_S = 60.0
+"""A file coming down with no PDU for this long ends as failed: class 1 never fills a gap."""
+FILE_EXPIRY_PERIOD_S = 1.0  # how often transfers in progress are checked for that
+FILE_RETRY_ROUNDS = 10  # FOP-1 alerts an upload survives (each resends the unacknowledged PDUs)
+CFDP_SEQUENCE_RESERVE = 16
 
 
 class UplinkError(GroundError):
@@ -142,7 +169,35 @@ class DecodeFailure:
         return f"undecodable TM packet ({len(self.octets)} octets): {self.reason}"
 
 
-Item = Decoded | TelemetrySample | StationAlert | DecodeFailure
+@dataclass(frozen=True, slots=True)
+class FileDelivery:
+    """A file transfer from the node that ended at this station: delivered, or failed and why.
+
+    `name` is the destination name ("" if the Metadata PDU never arrived), `path` the file in the
+    downloads directory when delivered, `missing` the [start, end) octet ranges never received.
+    """
+
+    name: str
+    transaction: TransactionId
+    success: bool
+    reason: str
+    path: Path | None = None
+    size: int = 0
+    missing: tuple[tuple[int, int], ...] = ()
+
+    def __str__(self) -> str:
+        number = self.transaction.transaction_sequence_number
+        if self.success:
+            return (
+                f"file {self.name} received ({self.size} octets, transaction {number}): {self.path}"
+            )
+        return (
+            f"file {self.name or '?'} FAILED (transaction {number}): {self.reason}; "
+            "ask for it again (files.DOWNLINK_FILE)"
+        )
+
+
+Item = Decoded | TelemetrySample | StationAlert | DecodeFailure | FileDelivery
 
 
 @dataclass(slots=True)
@@ -156,6 +211,11 @@ class StationCounters:
     clcws_used: int = 0
     packets_received: int = 0
     packets_undecodable: int = 0
+    files_sent: int = 0  # files whose every PDU FARM-1 acknowledged
+    file_pdus_sent: int = 0  # CFDP PDUs handed to FOP-1, resent ones included
+    files_received: int = 0  # files delivered into the downloads directory
+    files_failed: int = 0  # downlinked transfers that ended without a file
+    file_pdus_refused: int = 0  # downlinked PDUs that did not decode or were misaddressed
     commands_sent: int = 0  # TC packets handed to FOP-1
     transmissions: int = 0  # TC frames sent, retransmissions included
     transmissions_held: int = 0  # AD frames dropped before sending: the IV would leave the window
@@ -254,7 +314,9 @@ class GroundStation:
     key file). `state_dir` holds what must survive a restart: the IV counter, the TC sequence count
     and FOP-1's V(S); give each station its own and never copy it (two stations with one key and
     one counter would repeat IVs). `clock` stamps the archive (default: the loop's time; the CLI
-    passes wall-clock time); FOP-1 always runs on the loop's clock.
+    passes wall-clock time); FOP-1 always runs on the loop's clock. Files from the node land in
+    `downloads_dir` (default `state_dir/downloads`); one that gets no PDU for `file_timeout_s`
+    (loop clock) ends as failed.
     """
 
     def __init__(
@@ -274,6 +336,8 @@ class GroundStation:
         replay_window: int = icd.SDLS_REPLAY_WINDOW,
         tm_frame_length: int = icd.TM_FRAME_LENGTH,
         source_id: int = 0,
+        downloads_dir: str | os.PathLike[str] | None = None,
+        file_timeout_s: float = DEFAULT_FILE_TIMEOUT_S,
     ) -> None:
         self.link = link
         self.dictionary = dictionary
@@ -329,6 +393,19 @@ class GroundStation:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._uplink_state_name = f"uplink_spi{spi}_vc{virtual_channel_id}"
+        self.downloads_dir = (
+            self.state_dir / "downloads" if downloads_dir is None else Path(downloads_dir)
+        )
+        if not file_timeout_s > 0:
+            raise ValueError(f"file timeout {file_timeout_s} s must be above 0")
+        self.file_timeout_s = file_timeout_s
+        self.deliveries: list[FileDelivery] = []  # every file transfer from the node that ended
+        self._file_receiver: FileReceiver | None = None
+        self._file_names: dict[TransactionId, str] = {}
+        self._files_active = asyncio.Event()
+        self._delivered = asyncio.Event()
+        self._cfdp_sequence: Counter | None = None
+        self._cfdp_packets: Counter | None = None
 
     # -- life cycle --------------------------------------------------------------------------------
 
@@ -344,10 +421,31 @@ class GroundStation:
                 modulus=MAX_SEQUENCE_COUNT + 1,
             )
             uplink = self._store.load(self._uplink_state_name) or {}
+            self._cfdp_sequence = Counter(
+                self._store,
+                f"cfdp_sequence_entity{GROUND_ENTITY_ID}",
+                reserve=CFDP_SEQUENCE_RESERVE,
+                modulus=1 << 32,
+            )
+            self._cfdp_packets = Counter(
+                self._store, f"tc_sequence_apid{icd.Apid.CFDP}", modulus=MAX_SEQUENCE_COUNT + 1
+            )
         except (StoreError, OSError) as error:
             raise GroundError(
                 f"ground station state in {self.state_dir}: {error}. The state directory must be "
                 "writable; never delete it while the node keeps its anti-replay state"
+            ) from None
+        try:
+            self.downloads_dir.mkdir(parents=True, exist_ok=True)
+            self._file_receiver = FileReceiver(
+                self.downloads_dir,
+                entity_id=GROUND_ENTITY_ID,
+                inactivity_timeout_s=self.file_timeout_s,
+            )
+        except OSError as error:
+            raise GroundError(
+                f"downloads directory {self.downloads_dir}: {error.strerror or error}; give a "
+                "writable directory"
             ) from None
         self._acknowledged_iv = _int(uplink.get("acknowledged_iv"), 0)
         self._saved_v_s = _int(uplink.get("v_s"), 0) % 256
@@ -360,6 +458,7 @@ class GroundStation:
         self._task_list = [
             self._tasks.create_task(self._downlink(), name="ground downlink"),
             self._tasks.create_task(self._supervise_uplink(), name="ground uplink"),
+            self._tasks.create_task(self._expire_files(), name="ground file expiry"),
         ]
         return self
 
@@ -379,10 +478,13 @@ class GroundStation:
             if self._tasks is not None:
                 await self._tasks.__aexit__(None, None, None)
             self._save_uplink_state()
+            if self._file_receiver is not None:
+                self._file_receiver.close()  # partial files go: class 1 cannot resume them
             for subscription in list(self._subscriptions):
                 subscription.close()
             for state in self._requests.values():
                 state.changed.set()
+            self._delivered.set()
 
     # -- subscribing -------------------------------------------------------------------------------
 
@@ -530,6 +632,241 @@ class GroundStation:
                 {"components": list(components)},
             )
             return await self.await_completion(request, timeout_s=timeout_s)
+
+    # -- files -------------------------------------------------------------------------------------
+
+    async def put_file(
+        self,
+        local_path: str | os.PathLike[str],
+        remote_name: str | None = None,
+        *,
+        timeout_s: float | None = None,
+    ) -> TransactionId:
+        """Send a file to the node's files directory as `remote_name` (default: its own name).
+
+        Returns the CFDP transaction once FARM-1 has acknowledged every PDU, that is once the
+        whole file is onboard; the node then announces `files.FILE_RECEIVED` (or FILE_FAILED).
+        GroundError for a bad name or an unreadable file, before anything is sent; UplinkError if
+        FOP-1 keeps failing; ResponseTimeout after `timeout_s` for the whole upload.
+        """
+        path = Path(local_path)
+        name = path.name if remote_name is None else remote_name
+        try:
+            check_name(name)
+        except ValueError as error:
+            raise GroundError(f"remote name: {error}") from None
+        try:
+            size = path.stat().st_size
+            if not path.is_file():
+                raise GroundError(f"{path} is not a regular file: give a file to send")
+            with path.open("rb"):
+                pass
+        except OSError as error:
+            raise GroundError(f"cannot send {path}: {error.strerror or error}") from None
+        if self._driver is None or self._cfdp_sequence is None:
+            raise GroundError("use the GroundStation as an async context manager")
+        try:
+            sequence = self._cfdp_sequence.next()
+        except StoreError as error:
+            raise GroundError(f"cannot persist the file transaction number: {error}") from None
+        large = size > 0xFFFF_FFFF
+        header = PduHeader(
+            GROUND_ENTITY_ID, sequence, self.dictionary.spacecraft_id, large_file_flag=large
+        )
+        segment = file_data_capacity(header, self._fop.max_fdu_length - PRIMARY_HEADER_LENGTH)
+        sender = FileSender(
+            GROUND_ENTITY_ID,
+            self.dictionary.spacecraft_id,
+            sequence,
+            path,
+            segment,
+            destination_name=name,
+            source_name=path.name,
+            large_file_flag=large,
+        )
+        async with self.deadline(timeout_s, f"upload of {name}"):
+            await self._send_pdus(sender, name)
+        self.counters.files_sent += 1
+        self._archive_transfer("up", name, sender.transaction_id, True, size, "sent", path)
+        return sender.transaction_id
+
+    async def _send_pdus(self, sender: FileSender, name: str) -> None:
+        """Every PDU of `sender` through FOP-1, K at a time; the ones an alert took back go again
+        (a PDU that arrives twice is counted by the receiver and ignored)."""
+        in_flight: deque[tuple[bytes, asyncio.Future[int | None]]] = deque()
+        again: list[bytes] = []
+        try:
+            for pdu in sender.pdus():
+                in_flight.append(await self._submit_file_packet(self._file_packet(pdu)))
+                _settle(in_flight, again)
+            for _ in range(FILE_RETRY_ROUNDS + 1):
+                if in_flight:
+                    await asyncio.wait([future for _, future in in_flight])
+                _settle(in_flight, again)
+                if not again:
+                    return
+                resend, again = again, []
+                for packet in resend:
+                    in_flight.append(await self._submit_file_packet(packet))
+        except OSError as error:
+            raise GroundError(f"reading {name}: {error.strerror or error}") from None
+        finally:
+            for _, future in in_flight:  # left behind by an error: nobody waits for them now
+                if future.done() and not future.cancelled():
+                    future.exception()
+                future.cancel()
+        raise UplinkError(
+            f"upload of {name}: FOP-1 gave up {FILE_RETRY_ROUNDS} times; the node drops the "
+            "partial file after its inactivity timeout. Check the link and send it again"
+        )
+
+    def _file_packet(self, pdu: bytes) -> bytes:
+        assert self._cfdp_packets is not None
+        try:
+            count = self._cfdp_packets.next()
+        except StoreError as error:
+            raise GroundError(f"cannot persist the CFDP packet count: {error}") from None
+        packet = SpacePacket(PacketType.TC, icd.Apid.CFDP, count, pdu).encode()
+        if self.archive is not None:
+            self.archive.packet(
+                self._now(),
+                "up",
+                packet,
+                apid=icd.Apid.CFDP,
+                sequence_count=count,
+                kind="CFDP",
+                decoded=None,
+            )
+        return packet
+
+    async def _submit_file_packet(
+        self, packet: bytes
+    ) -> tuple[bytes, "asyncio.Future[int | None]"]:
+        assert self._driver is not None
+        await self._ad_ready.wait()
+        await self._wait_link_up()
+        self.counters.file_pdus_sent += 1
+        return packet, await self._driver.submit(packet)
+
+    def mark_files(self) -> int:
+        """The current end of `deliveries`: pass it to `await_file` as `start=`."""
+        return len(self.deliveries)
+
+    async def await_file(
+        self, name: str, *, start: int | None = None, timeout_s: float | None = 10.0
+    ) -> FileDelivery:
+        """The next transfer of `name` from the node that ends here (from `start`, a position
+        in `deliveries`, or from now): check `.success`. ResponseTimeout if none ends in time."""
+        index = len(self.deliveries) if start is None else start
+        try:
+            async with asyncio.timeout(timeout_s):
+                while True:
+                    while index < len(self.deliveries):
+                        delivery = self.deliveries[index]
+                        index += 1
+                        if delivery.name == name:
+                            return delivery
+                    if self._closed:
+                        raise StationClosed("the ground station stopped")
+                    self._delivered.clear()
+                    await self._delivered.wait()
+        except TimeoutError:
+            raise ResponseTimeout(
+                f"no transfer of file {name} ended within {timeout_s} s: ask the node for it "
+                "(files.DOWNLINK_FILE) and check the link"
+            ) from None
+
+    def _on_file_packet(self, octets: bytes) -> None:
+        """One downlinked CFDP PDU into the file receiver."""
+        receiver = self._file_receiver
+        assert receiver is not None and self._loop is not None
+        try:
+            pdu = SpacePacket.decode(octets).data
+            decoded = decode_pdu(pdu)
+            key = decoded.header.transaction_id
+            if isinstance(decoded, MetadataPdu):
+                self._file_names.setdefault(
+                    key, decoded.destination_file_name.decode("utf-8", "replace")
+                )
+            result = receiver.receive(pdu, now=self._loop.time())
+        except ProtocolError as error:
+            self.counters.file_pdus_refused += 1
+            self._publish(DecodeFailure(f"CFDP PDU refused: {error}", octets))
+            return
+        if result is not None:
+            self._file_ended(result)
+        elif key not in receiver.active_transactions:
+            self._file_names.pop(key, None)  # a PDU of a transfer already ended
+        else:
+            self._files_active.set()
+
+    def _file_ended(
+        self, result: TransferResult, missing: tuple[tuple[int, int], ...] = ()
+    ) -> None:
+        name = self._file_names.pop(result.transaction_id, "")
+        if result.path is not None:
+            name = result.path.name
+        delivery = FileDelivery(
+            name,
+            result.transaction_id,
+            result.success,
+            result.reason,
+            result.path,
+            result.file_size,
+            () if result.success else missing,
+        )
+        if delivery.success:
+            self.counters.files_received += 1
+        else:
+            self.counters.files_failed += 1
+        self.deliveries.append(delivery)
+        self._delivered.set()
+        self._archive_transfer(
+            "down",
+            name,
+            result.transaction_id,
+            result.success,
+            result.file_size,
+            result.reason,
+            result.path,
+        )
+        self._publish(delivery)
+
+    async def _expire_files(self) -> None:
+        """End the downlinked transfers that stopped getting PDUs: class 1 will not fill a gap."""
+        receiver = self._file_receiver
+        assert receiver is not None and self._loop is not None
+        while True:
+            if not receiver.active_transactions:
+                self._files_active.clear()
+                await self._files_active.wait()
+            await asyncio.sleep(FILE_EXPIRY_PERIOD_S)
+            missing = receiver.missing_ranges()
+            for result in receiver.expire(self._loop.time()):
+                self._file_ended(result, missing.get(result.transaction_id, ()))
+
+    def _archive_transfer(
+        self,
+        direction: str,
+        name: str,
+        transaction: TransactionId,
+        success: bool,
+        size: int,
+        reason: str,
+        path: Path | None,
+    ) -> None:
+        if self.archive is not None:
+            self.archive.transfer(
+                self._now(),
+                direction,
+                name,
+                transaction.source_entity_id,
+                transaction.transaction_sequence_number,
+                success,
+                size,
+                reason,
+                None if path is None else str(path),
+            )
 
     def uplink_status(self) -> str:
         """Why commands may not be getting through, in words ("" when nothing stands out)."""
@@ -945,11 +1282,12 @@ class GroundStation:
         self.counters.packets_received += 1
         apid = ((octets[0] & 0x07) << 8) | octets[1]
         if apid == icd.Apid.CFDP:
-            # File data (CFDP PDUs), not PUS: archived as it came, for a file receiver to use.
+            # File data (CFDP PDUs), not PUS: archived as it came, then to the file receiver.
             if self.archive is not None:
                 self.archive.packet(
                     now, "down", octets, frame_id=frame_id, apid=apid, kind="CFDP", decoded=None
                 )
+            self._on_file_packet(octets)
             return
         try:
             tm = PusTm.decode(octets)
@@ -1048,6 +1386,21 @@ async def _either(*waits: Coroutine[Any, Any, Any]) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _settle(
+    in_flight: "deque[tuple[bytes, asyncio.Future[int | None]]]", again: list[bytes]
+) -> None:
+    """Drop the acknowledged PDUs from the front of `in_flight`; those FOP-1 gave back go to
+    `again` (a negative confirm after an alert, or a reject while it re-initiated)."""
+    while in_flight and in_flight[0][1].done():
+        packet, future = in_flight.popleft()
+        if future.cancelled():
+            raise StationClosed("the ground station stopped")
+        if future.exception() is not None:
+            if not isinstance(future.exception(), CopError):
+                raise future.exception()  # type: ignore[misc]
+            again.append(packet)
 
 
 def _int(value: object, default: int) -> int:

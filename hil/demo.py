@@ -182,9 +182,11 @@ async def _operate(api: IntegrationApi, target: MemoryTarget, scenario: Scenario
     ]
     say(f"  {len(during)} housekeeping samples from the outage arrived after it")
     check(during == sorted(during), "in the order they were produced")
+    # Playback crosses the same lossy downlink: a lost frame takes every report it carried, so
+    # "most" is more than half, not all (a node that kept nothing shows none).
     check(
-        len(during) >= scenario.outage_s / HOUSEKEEPING_INTERVAL_S * 0.7,
-        "most of them (the downlink still loses 10% of frames)",
+        len(during) > scenario.outage_s / HOUSEKEEPING_INTERVAL_S / 2,
+        f"most of them (the downlink still loses {scenario.downlink.loss:.0%} of frames)",
     )
     return check.failed
 

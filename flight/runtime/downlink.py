@@ -2,7 +2,8 @@
 
 Every TM packet enters the store. One produced while the link is up goes down on the REALTIME
 virtual channel; one produced during an outage waits and is played back on the PLAYBACK channel
-once contact returns, in the order it was produced. Realtime traffic goes first. When the store
+once contact returns, in the order it was produced. Realtime traffic goes first, then file PDUs
+(from the file service, on the FILE virtual channel), then playback. When the store
 is full the oldest packet of the least important class goes (housekeeping, then events, then
 verification reports and HIGH events), counted per class and announced by an event, so nothing
 is lost silently and nothing is lost at all up to the bound. Every TM frame carries the newest
@@ -14,10 +15,11 @@ import contextlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from flight.link import Link, LinkDown
 from flight.protocol import icd
-from flight.protocol.tm_frame import TmMasterChannel
+from flight.protocol.tm_frame import TmMasterChannel, TmVirtualChannelSender
 from flight.runtime.component import Arg, Component, Event, Severity, Telemetry, rate_group
 from flight.runtime.services import TmPriority
 
@@ -34,6 +36,21 @@ class TmEntry:
     realtime: bool
     number: int
     queued: bool = True
+
+
+class FileSource(Protocol):
+    """Where file PDUs for the FILE virtual channel come from (flight.runtime.files.FileTransfer).
+
+    The downlink takes TM packets while in contact, puts back those it could not send, and says
+    which went down; the source calls `on_pending` when it has new packets.
+    """
+
+    on_pending: Callable[[], None]
+
+    def packets_waiting(self) -> bool: ...
+    def take_packets(self, max_octets: int) -> list[bytes]: ...
+    def return_packets(self, packets: list[bytes]) -> None: ...
+    def packets_sent(self, packets: list[bytes]) -> None: ...
 
 
 class TmStore:
@@ -183,6 +200,8 @@ class Downlink(Component):
             True: self.master.virtual_channel(icd.TmVirtualChannel.REALTIME),
             False: self.master.virtual_channel(icd.TmVirtualChannel.PLAYBACK),
         }
+        self._file_channel = self.master.virtual_channel(icd.TmVirtualChannel.FILE)
+        self.files: FileSource | None = None
         self.idle_frame_period_s = idle_frame_period_s
         self._wake = asyncio.Event()
         self._clcw_due = False
@@ -205,6 +224,11 @@ class Downlink(Component):
         elif self._dropping and len(self.store) <= self.store.capacity_packets // 2:
             self._dropping = False
         self._wake.set()
+
+    def attach_files(self, files: FileSource) -> None:
+        """Send `files`' PDUs on the FILE virtual channel; `files.on_pending` wakes the sender."""
+        self.files = files
+        files.on_pending = self._wake.set
 
     def clcw_changed(self) -> None:
         """The uplink changed the CLCW: send a frame soon so the ground's FOP-1 hears of it."""
@@ -261,7 +285,7 @@ class Downlink(Component):
     async def _wait_for_work(self) -> bool:
         """Wait for packets or a CLCW change; False when the idle frame period passed first."""
         self._wake.clear()
-        if len(self.store) or self._clcw_due:
+        if len(self.store) or self._clcw_due or self._files_pending():
             return True
         try:
             async with asyncio.timeout(self.idle_frame_period_s):
@@ -271,36 +295,69 @@ class Downlink(Component):
         return True
 
     async def _send_pending(self) -> None:
-        """Send everything stored, realtime first; LinkDown with the unsent packets put back."""
+        """Send everything stored and every file PDU: realtime first, then files, then playback.
+
+        LinkDown (or cancellation) with the packets not yet sent put back where they came from.
+        """
         max_octets = BATCH_FRAMES * self.master.data_field_length
         while True:
+            if self.store.pending(True) == 0 and self._files_pending():
+                assert self.files is not None
+                packets = self.files.take_packets(max_octets)
+                if packets:
+                    await self._send_files(self.files, packets)
+                    continue
             realtime = self.store.pending(True) > 0
             batch = self.store.take(realtime, max_octets)
             if not batch:
                 return
-            channel = self._channels[realtime]
-            ends = []
-            position = 0
-            for entry in batch:
-                channel.send(entry.packet)
-                position += len(entry.packet)
-                ends.append(position)
-            channel.flush()
-            self._clcw_due = False  # the frames below carry the CLCW as it is now
-            frames = self.master.drain()
-            field = self.master.data_field_length
-            for index, frame in enumerate(frames):
-                try:
-                    await self._send_frame(frame)
-                except (LinkDown, asyncio.CancelledError):
-                    # Contact lost, or the task stopped (shutdown, a restart): the packets not
-                    # carried whole by the frames already sent go back to the store.
-                    carried = index * field
-                    sent = [e for e, end in zip(batch, ends, strict=True) if end <= carried]
-                    self.packets_sent += len(sent)
-                    self.store.put_back(batch[len(sent) :])
-                    raise
+
+            def undo(sent: int, batch: list[TmEntry] = batch) -> None:
+                self.packets_sent += sent
+                self.store.put_back(batch[sent:])
+
+            await self._send_packets(
+                self._channels[realtime], [entry.packet for entry in batch], undo
+            )
             self.packets_sent += len(batch)
+
+    def _files_pending(self) -> bool:
+        return self.files is not None and self.files.packets_waiting()
+
+    async def _send_files(self, files: FileSource, packets: list[bytes]) -> None:
+        def undo(sent: int) -> None:
+            files.packets_sent(packets[:sent])
+            files.return_packets(packets[sent:])
+
+        await self._send_packets(self._file_channel, packets, undo)
+        files.packets_sent(packets)
+
+    async def _send_packets(
+        self,
+        channel: TmVirtualChannelSender,
+        packets: list[bytes],
+        undo: Callable[[int], None],
+    ) -> None:
+        """Pack `packets` into frames of `channel` and send them. If contact is lost or the task
+        stops (shutdown, a restart), `undo(n)` hears how many packets the sent frames carried
+        whole, and the error goes on."""
+        ends = []
+        position = 0
+        for packet in packets:
+            channel.send(packet)
+            position += len(packet)
+            ends.append(position)
+        channel.flush()
+        self._clcw_due = False  # the frames below carry the CLCW as it is now
+        frames = self.master.drain()
+        field = self.master.data_field_length
+        for index, frame in enumerate(frames):
+            try:
+                await self._send_frame(frame)
+            except (LinkDown, asyncio.CancelledError):
+                carried = index * field
+                undo(sum(1 for end in ends if end <= carried))
+                raise
 
     async def _send_frame(self, frame: bytes, *, idle: bool = False) -> None:
         assert self.link is not None

@@ -4,7 +4,8 @@
         await node.run()                  # until node.request_stop()
                                           # leaving: tasks stopped, TM flushed, link closed
 
-Component ids: 1 mode, 2 params, 3 health, 4 time, 5 uplink, 6 downlink, 7 bus, 8 rate_groups;
+Component ids: 1 mode, 2 params, 3 health, 4 time, 5 uplink, 6 downlink, 7 bus, 8 rate_groups,
+9 files;
 other components (payload, power, ...) join with ids from 16 (`components=`).
 """
 
@@ -28,6 +29,7 @@ from flight.runtime.config import NodeConfig
 from flight.runtime.dictionary import build as build_dictionary
 from flight.runtime.downlink import Downlink
 from flight.runtime.executive import Executive
+from flight.runtime.files import FileTransfer
 from flight.runtime.rategroups import RateGroupDriver
 from flight.runtime.resources import ResourceSampler
 from flight.runtime.services import PusServices, TmSequence
@@ -77,6 +79,11 @@ class Node:
             idle_frame_period_s=config.downlink.idle_frame_period_s,
             ocf=self.uplink.clcw_word,
         )
+        self.files = FileTransfer(
+            state_dir=config.node.state_dir, entity_id=config.node.spacecraft_id
+        )
+        self.uplink.on_file_pdu = self.files.receive_pdu
+        self.downlink.attach_files(self.files)
         self.bus_monitor = BusMonitor(self.bus)
         self.rate_group_monitor = RateGroupMonitor(self.rate_groups)
         pairs: list[tuple[int, Component]] = [
@@ -88,6 +95,7 @@ class Node:
             (6, self.downlink),
             (7, self.bus_monitor),
             (8, self.rate_group_monitor),
+            (9, self.files),
         ]
         for component_id, component in components:
             if not FIRST_OTHER_COMPONENT_ID <= component_id <= 255:

@@ -1,15 +1,17 @@
 """TC reception: frames checked (FECF, SDLS, FARM-1), packets cut out and passed to the services.
 
 The order is the ICD's (section 4): TC frame decode (length, FECF, spacecraft id), SDLS (MAC, then
-anti-replay), FARM-1, then the Space Packets of an accepted frame, each a PUS TC on the node's
-APID. A frame that fails is counted, raises an event and, when its packet can still be read
-(SDLS here authenticates and does not encrypt), is answered with an acceptance failure: code 7
-for a forged or tampered frame, 8 for a replay. It is never executed. The anti-replay state and
+anti-replay), FARM-1, then the Space Packets of an accepted frame: each a PUS TC on the node's
+APID, or a CFDP PDU on APID 0x7F0 for the file service (`on_file_pdu`). A frame that fails is
+counted, raises an event and, when its packet can still be read (SDLS here authenticates and does
+not encrypt), is answered with an acceptance failure: code 7 for a forged or tampered frame, 8
+for a replay. It is never executed. The anti-replay state and
 V(R) are saved before an accepted frame's packets run, so after a crash, even a SIGKILL, no
 replayed TC is accepted.
 """
 
 import logging
+from collections.abc import Callable
 
 from flight.link import Link, LinkDown
 from flight.protocol import icd
@@ -95,6 +97,8 @@ class Uplink(Component):
         self.farm = Farm(icd.TcVirtualChannel.COMMAND)
         self.store: Store | None = None
         self.on_clcw_changed = lambda: None
+        # CFDP PDUs (APID 0x7F0) go to the file service; without one they are refused.
+        self.on_file_pdu: Callable[[bytes], None] | None = None
         self._log = logging.getLogger("flight.runtime.uplink")
         self._counts = dict.fromkeys(
             (
@@ -264,6 +268,9 @@ class Uplink(Component):
     def _packet(self, packet: SpacePacket, octets: bytes) -> None:
         services = self.services
         assert services is not None
+        if packet.apid == icd.Apid.CFDP and self.on_file_pdu is not None:
+            self.on_file_pdu(packet.data)  # one PDU per packet, no PUS header (ICD 3.11)
+            return
         if packet.apid != services.apid:
             self._counts["packets_refused"] += 1
             what = "file uplink (CFDP)" if packet.apid == icd.Apid.CFDP else "that APID"

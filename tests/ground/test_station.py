@@ -15,6 +15,7 @@ import pytest
 
 from flight.link.memory import MemoryLink
 from flight.protocol import icd
+from flight.protocol.cfdp import FileSender
 from flight.protocol.cop1 import Clcw
 from flight.protocol.cuc import CucTime
 from flight.protocol.pus import EventReport, PusTm
@@ -453,7 +454,10 @@ def test_cfdp_packets_are_archived_as_file_data_not_reported_as_undecodable(tmp_
         with Archive(tmp_path / "archive.sqlite") as archive:
             async with contact(tmp_path / "state", archive=archive) as (node, station, _):
                 async with station.subscribe(DecodeFailure, EventMessage) as items:
-                    pdu = SpacePacket(PacketType.TM, icd.Apid.CFDP, 0, b"\x01\x02\x03").encode()
+                    metadata = next(
+                        iter(FileSender(icd.SPACECRAFT_ID, 1, 0, b"x", 1, destination_name="r"))
+                    )
+                    pdu = SpacePacket(PacketType.TM, icd.Apid.CFDP, 0, metadata).encode()
                     node.realtime.send(pdu)
                     node.event("health.WATCHDOG_STOPPED")
                     await node.flush()

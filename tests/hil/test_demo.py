@@ -1,14 +1,12 @@
 """`penumbra demo`: the real node operated from the real ground station over a noisy memory link."""
 
-import dataclasses
-import functools
 import re
 import subprocess
 import sys
 
 import pytest
 
-from flight.runtime.config import load
+from flight.runtime.downlink import Downlink
 from hil import demo
 from hil.faults import FaultModel
 
@@ -51,13 +49,15 @@ def test_demo_survives_heavy_loss_and_bit_errors():
 
 
 def test_demo_fails_when_the_node_loses_what_it_stored_during_the_outage(monkeypatch):
-    # The checks must be able to fail: a node whose TM store holds almost nothing drops most of
-    # the housekeeping produced out of contact, and the demo says so.
-    config = load(None)
-    tiny_store = dataclasses.replace(
-        config, downlink=dataclasses.replace(config.downlink, store_packets=8)
-    )
-    monkeypatch.setattr(demo, "MemoryTarget", functools.partial(demo.MemoryTarget, tiny_store))
+    # The checks must be able to fail: a node that stores nothing out of contact (a broken
+    # downlink) loses the housekeeping produced during the outage, and the demo says so.
+    store = Downlink.enqueue
+
+    def forgetful(self, packet, priority):
+        if self.link is not None and self.link.up:
+            store(self, packet, priority)
+
+    monkeypatch.setattr(Downlink, "enqueue", forgetful)
     passed, text = _play(demo.Scenario(seed=1))
     assert not passed
     assert "FAIL most of them" in text
