@@ -411,6 +411,9 @@ class TelemetryValues:
         channel = self._channels.get(name)
         if channel is None:
             raise AttributeError(f"{self._owner} has no telemetry channel {name}")
+        current = self._values[name]
+        if type(value) is type(current) and value == current:
+            return  # unchanged: already checked (most channels, most ticks)
         try:
             self._values[name] = channel.type.check(value)
         except WireValueError as error:

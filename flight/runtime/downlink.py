@@ -55,7 +55,12 @@ class FileSource(Protocol):
 
 class TmStore:
     """A bounded store of TM packets: two lanes (realtime, playback) in production order, and a
-    victim order by priority for when it is full."""
+    victim order by priority for when it is full.
+
+    An entry taken or dropped leaves the other queue lazily (marked not queued); live counts are
+    kept per lane and per class, and a queue is rebuilt once it holds more dead entries than
+    live ones, so a node that runs for days keeps O(capacity) entries and O(1) counts.
+    """
 
     def __init__(self, capacity_packets: int) -> None:
         if capacity_packets < 1:
@@ -64,6 +69,8 @@ class TmStore:
         self._lanes: dict[bool, deque[TmEntry]] = {True: deque(), False: deque()}
         self._by_priority: dict[TmPriority, deque[TmEntry]] = {p: deque() for p in TmPriority}
         self._count = 0
+        self._live_lanes = {True: 0, False: 0}
+        self._live_classes: dict[TmPriority, int] = dict.fromkeys(TmPriority, 0)
         self._numbers = 0
         self.stored_total = 0
         self.dropped: dict[TmPriority, int] = dict.fromkeys(TmPriority, 0)
@@ -72,7 +79,16 @@ class TmStore:
         return self._count
 
     def pending(self, realtime: bool) -> int:
-        return sum(1 for entry in self._lanes[realtime] if entry.queued)
+        return self._live_lanes[realtime]
+
+    def _settle(self) -> None:
+        """Drop dead entries from a queue once they outnumber the live ones."""
+        for realtime, lane in self._lanes.items():
+            if len(lane) > 2 * self._live_lanes[realtime] + 64:
+                self._lanes[realtime] = deque(e for e in lane if e.queued)
+        for priority, queue in self._by_priority.items():
+            if len(queue) > 2 * self._live_classes[priority] + 64:
+                self._by_priority[priority] = deque(e for e in queue if e.queued)
 
     def put(self, packet: bytes, priority: TmPriority, realtime: bool) -> TmPriority | None:
         """Store a packet; return the class of the packet dropped to make room, if one was."""
@@ -88,6 +104,9 @@ class TmStore:
         self._lanes[realtime].append(entry)
         self._by_priority[priority].append(entry)
         self._count += 1
+        self._live_lanes[realtime] += 1
+        self._live_classes[priority] += 1
+        self._settle()
         return dropped
 
     def _drop_one(self, incoming: TmPriority) -> TmPriority | None:
@@ -100,6 +119,8 @@ class TmStore:
                 if entry.queued:
                     entry.queued = False
                     self._count -= 1
+                    self._live_lanes[entry.realtime] -= 1
+                    self._live_classes[priority] -= 1
                     self.dropped[priority] += 1
                     return priority
         return None
@@ -115,8 +136,11 @@ class TmStore:
                 continue
             entry.queued = False
             self._count -= 1
+            self._live_lanes[realtime] -= 1
+            self._live_classes[entry.priority] -= 1
             taken.append(entry)
             octets += len(entry.packet)
+        self._settle()
         return taken
 
     def put_back(self, entries: list[TmEntry]) -> None:
@@ -127,6 +151,8 @@ class TmStore:
             entry.queued = True
             entry.realtime = False
             self._count += 1
+            self._live_lanes[False] += 1
+            self._live_classes[entry.priority] += 1
         for entry in reversed(entries):
             self._by_priority[entry.priority].appendleft(entry)
         lane = self._lanes[False]
@@ -141,6 +167,8 @@ class TmStore:
             return
         for entry in waiting:
             entry.realtime = False
+        self._live_lanes[True] = 0
+        self._live_lanes[False] += len(waiting)
         lane = self._lanes[False]
         merged = sorted([*waiting, *(e for e in lane if e.queued)], key=lambda e: e.number)
         self._lanes[False] = deque(merged)

@@ -1,6 +1,7 @@
 """Store and forward: bounded by priority, nothing lost up to the bound, played back in order."""
 
 import asyncio
+import random
 
 import pytest
 
@@ -54,6 +55,29 @@ def test_put_back_returns_packets_to_the_playback_lane_in_order() -> None:
     taken = store.take(True, 100)
     store.put_back(taken)
     assert [e.packet for e in store.take(False, 100)] == [b"\x00", b"\x01", b"\x02", b"\x03"]
+
+
+def test_a_store_running_for_days_keeps_only_what_it_holds() -> None:
+    # Packets taken or dropped leave the other queue lazily; the queues are rebuilt before the
+    # dead entries pile up (a day of housekeeping is ~800,000 packets), and counts stay exact.
+    store = TmStore(100)
+    rng = random.Random(7)
+    for number in range(50_000):
+        priority = rng.choice(list(TmPriority))
+        store.put(b"p%d" % number, priority, realtime=rng.random() < 0.5)
+        if rng.random() < 0.3:
+            store.take(rng.random() < 0.5, 64)
+        if number % 997 == 0:
+            store.demote_realtime()
+        if number % 1499 == 0:
+            store.put_back(store.take(False, 32))
+        if number % 101 == 0:
+            live = [e for lane in store._lanes.values() for e in lane if e.queued]
+            assert store.pending(True) + store.pending(False) == len(store) == len(live)
+            assert store.pending(True) == sum(e.queued for e in store._lanes[True])
+    queued = sum(len(lane) for lane in store._lanes.values())
+    by_class = sum(len(q) for q in store._by_priority.values())
+    assert queued <= 3 * 100 + 2 * 64 and by_class <= 3 * 100 + len(TmPriority) * 64
 
 
 def test_losing_contact_moves_realtime_packets_to_playback() -> None:
