@@ -37,6 +37,8 @@ the problem, such as `node.toml: [link] url: ...`. Relative paths are relative t
     eps = "none"                 # "simulated" (emulator, bench) or "sysfs" (Jetson rails, battery)
     policy = "energy_aware"      # or "always_on", "threshold", "sunlit_only" (the baselines)
     capacity_wh = 43.0           # battery capacity, for coulomb counting
+    charge_efficiency = 0.95     # stored / terminal energy while charging (cell datasheet)
+    discharge_efficiency = 0.95  # terminal / stored energy while discharging
     floor_soc = 0.70             # the state of charge never planned below (30% depth of discharge)
     undervoltage_v = 6.6         # below this the payload is shed within one 10 Hz tick
     bus_power_w = 5.0            # the platform's own load, until measured
@@ -126,6 +128,8 @@ class PowerSection:
     eps: str = "none"
     policy: str = "energy_aware"
     capacity_wh: float = 43.0
+    charge_efficiency: float = 0.95
+    discharge_efficiency: float = 0.95
     floor_soc: float = 0.70
     undervoltage_v: float = 6.6
     bus_power_w: float = 5.0
@@ -190,6 +194,8 @@ _RANGES: dict[tuple[str, str], tuple[type, float, float]] = {
     ("downlink", "store_packets"): (int, 1, 10_000_000),
     ("downlink", "idle_frame_period_s"): (float, 0.01, 3600.0),
     ("power", "capacity_wh"): (float, 0.001, 1e6),
+    ("power", "charge_efficiency"): (float, 0.01, 1.0),
+    ("power", "discharge_efficiency"): (float, 0.01, 1.0),
     ("power", "floor_soc"): (float, 0.0, 0.99),
     ("power", "undervoltage_v"): (float, 0.0, 1000.0),
     ("power", "bus_power_w"): (float, 0.0, 1e5),

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from flight.runtime import clock
-from flight.runtime.config import ConfigError, load
+from flight.runtime.component import Component
+from flight.runtime.config import ConfigError, NodeConfig, load
 from flight.runtime.node import Node
 
 
@@ -32,6 +33,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
         help="what goes to stderr: events are INFO (LOW, INFORMATIVE) to ERROR (HIGH)",
     )
+
+
+def compute_components(config: NodeConfig, *, eps: object = None) -> list[tuple[int, Component]]:
+    """The payload, and its power governor when the node has an EPS to read (`[power] eps`).
+
+    `eps` replaces the configured driver (the emulator's simulated EPS reads its physics).
+    A TLE in `[orbit]` gives the governor its sunlight forecast; without one it plans as if a
+    long eclipse began at every tick.
+    """
+    from flight.orbit import Orbit, OrbitError
+    from flight.payload import PAYLOAD_COMPONENT_ID, Payload
+    from flight.power import CpuFrequency, SimulatedEps, SysfsEps
+    from flight.power.component import POWER_COMPONENT_ID, Power
+
+    payload = Payload(config.payload, state_dir=config.node.state_dir)
+    components: list[tuple[int, Component]] = [(PAYLOAD_COMPONENT_ID, payload)]
+    if eps is None and config.power.eps == "none":
+        return components
+    if eps is None:
+        eps = SimulatedEps() if config.power.eps == "simulated" else SysfsEps()
+    orbit = None
+    if config.orbit.tle_line1 is not None and config.orbit.tle_line2 is not None:
+        try:
+            orbit = Orbit.from_tle(config.orbit.tle_line1, config.orbit.tle_line2)
+        except OrbitError as error:
+            raise config.error("[orbit] tle_line1", str(error)) from None
+    cpufreq = CpuFrequency(writable=True) if config.power.cpu_freq_control else None
+    power = Power(config.power, eps=eps, payload=payload, orbit=orbit, cpufreq=cpufreq)
+    components.append((POWER_COMPONENT_ID, power))
+    return components
 
 
 async def serve(node: Node) -> None:
@@ -58,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
         config = load(args.config)
         if args.state_dir is not None:
             config = config.with_state_dir(args.state_dir)
-        clock.run(serve(Node(config)), virtual=args.virtual_time)
+        node = Node(config, components=compute_components(config))
+        clock.run(serve(node), virtual=args.virtual_time)
     except ConfigError as error:
         print(f"penumbra flight: {error}", file=sys.stderr)
         return 2
