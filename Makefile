@@ -9,7 +9,7 @@ INSTALLED := $(VENV)/.installed
 # its sources makes the install step run again, so that `make test` always tests the current C.
 NATIVE_SOURCES := setup.py native/build_native.py $(wildcard native/src/*.c native/src/*.h native/include/*.h)
 
-.PHONY: demo test lint format bench bench-protocol bench-runtime bench-inference soak clean native-check
+.PHONY: demo test lint format bench bench-protocol bench-runtime bench-inference bench-power soak clean native-check
 
 $(INSTALLED): pyproject.toml $(NATIVE_SOURCES)
 	$(PYTHON) -c 'import sys; sys.exit("Penumbra needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -35,7 +35,7 @@ format: $(INSTALLED)
 	$(BIN)/ruff format .
 
 # Each benchmark prints the machine and date, then Markdown tables for docs/benchmarks.md.
-bench: bench-protocol bench-runtime bench-inference
+bench: bench-protocol bench-runtime bench-inference bench-power
 
 bench-protocol: $(INSTALLED)
 	$(BIN)/python benchmarks/protocol.py
@@ -45,6 +45,10 @@ bench-runtime: $(INSTALLED)
 
 bench-inference: $(INSTALLED)
 	$(BIN)/python benchmarks/inference.py
+
+# One satellite for 24 virtual hours per policy and beta angle (about 10 runs, two at a time).
+bench-power: $(INSTALLED)
+	$(BIN)/python benchmarks/power.py
 
 # The C core's own test program (golden outputs + naive references, every SIMD level): natively,
 # under the address/undefined-behaviour and thread sanitizers, and cross-compiled for aarch64
