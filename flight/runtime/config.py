@@ -45,6 +45,11 @@ the problem, such as `node.toml: [link] url: ...`. Relative paths are relative t
     solar_power_w = 30.0         # mean sunlit harvest, until measured
     forecast_horizon_s = 12000.0 # how far ahead the governor plans (about two orbits at 550 km)
     cpu_freq_control = false     # write cpufreq caps (needs root; read-only by default)
+    solar_rail = "VDD_IN"        # sysfs: INA3221 rail labels (Jetson: VDD_IN, VDD_CPU_GPU_CV, ...)
+    payload_rail = "VDD_CPU_GPU_CV"
+    load_rail = "VDD_IN"
+    battery_rail = "VDD_IN"      # a board without a battery gauge reads its input rail
+    battery_supply = "battery"   # sysfs: the /sys/class/power_supply entry of a battery gauge
 
     [payload]
     max_workers = 4              # jobs running at once
@@ -136,6 +141,11 @@ class PowerSection:
     solar_power_w: float = 30.0
     forecast_horizon_s: float = 12_000.0
     cpu_freq_control: bool = False
+    solar_rail: str | None = None
+    payload_rail: str | None = None
+    load_rail: str | None = None
+    battery_rail: str | None = None
+    battery_supply: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,12 +47,30 @@ def compute_components(config: NodeConfig, *, eps: object = None) -> list[tuple[
     from flight.power import CpuFrequency, SimulatedEps, SysfsEps
     from flight.power.component import POWER_COMPONENT_ID, Power
 
-    payload = Payload(config.payload, state_dir=config.node.state_dir)
+    if eps is None and config.power.eps == "simulated":
+        eps = SimulatedEps()  # fed by a bench over the link
+    elif eps is None and config.power.eps == "sysfs":
+        section = config.power
+        eps = SysfsEps(
+            solar_rail=section.solar_rail,
+            payload_rail=section.payload_rail,
+            load_rail=section.load_rail,
+            battery_rail=section.battery_rail,
+            battery_supply=section.battery_supply,
+        )
+    power: Power | None = None
+
+    def measured_payload_w() -> float | None:
+        # A board's payload rail. A simulated EPS reports back the payload power the node
+        # modelled, so reading it as a measurement would freeze the loop: model it there.
+        if power is None or power.reading is None or not isinstance(eps, SysfsEps):
+            return None
+        return power.reading.payload_power_w
+
+    payload = Payload(config.payload, state_dir=config.node.state_dir, power_w=measured_payload_w)
     components: list[tuple[int, Component]] = [(PAYLOAD_COMPONENT_ID, payload)]
-    if eps is None and config.power.eps == "none":
-        return components
     if eps is None:
-        eps = SimulatedEps() if config.power.eps == "simulated" else SysfsEps()
+        return components
     orbit = None
     if config.orbit.tle_line1 is not None and config.orbit.tle_line2 is not None:
         try:

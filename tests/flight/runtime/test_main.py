@@ -60,3 +60,35 @@ def test_sigterm_shuts_the_node_down_cleanly_with_exit_0(tmp_path: Path) -> None
     assert process.returncode == 0, rest
     assert "node penumbra stopped" in rest
     assert (tmp_path / "state" / "boot.json").exists()
+
+
+def test_compute_components_follow_the_power_section(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from flight.payload import Payload
+    from flight.power import EpsReading, SimulatedEps, SysfsEps
+    from flight.power.component import Power
+    from flight.runtime.config import parse
+    from flight.runtime.main import compute_components
+
+    def kinds(text: str, **options: object) -> list[type]:
+        config = parse(text).with_state_dir(tmp_path / "state")
+        return [type(c) for _, c in compute_components(config, **options)]
+
+    assert kinds("") == [Payload]  # no EPS: the payload alone, every worker
+    assert kinds("[power]\neps = 'simulated'") == [Payload, Power]
+    config = parse("[power]\neps = 'sysfs'\npayload_rail = 'VDD_CPU_GPU_CV'")
+    components = dict(compute_components(config.with_state_dir(tmp_path / "state")))
+    payload, power = components[17], components[16]
+    assert isinstance(power.eps, SysfsEps) and power.eps.payload_rail == "VDD_CPU_GPU_CV"
+    # A board's payload rail is the payload's measured power ...
+    reading = EpsReading(
+        battery_voltage_v=8.0, battery_current_a=0.0, solar_power_w=0.0, load_power_w=9.0
+    )
+    power.reading = replace(reading, payload_power_w=7.5)
+    assert payload.power_w() == 7.5
+    # ... but a simulated EPS only echoes the power the node modelled: modelled it stays.
+    config = parse("[power]\neps = 'simulated'").with_state_dir(tmp_path / "sim")
+    components = dict(compute_components(config, eps=SimulatedEps()))
+    components[16].reading = replace(reading, payload_power_w=7.5)
+    assert components[17].power_w() == components[17].modelled_power_w()
