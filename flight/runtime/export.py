@@ -6,7 +6,7 @@ from pathlib import Path
 
 from flight.runtime.config import ConfigError, load
 from flight.runtime.dictionary import dumps
-from flight.runtime.node import Node
+from flight.runtime.main import node_dictionary
 from flight.runtime.store import StoreError, atomic_write
 
 
@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"penumbra dict: {error}", file=sys.stderr)
         return 2
-    text = dumps(Node(config).dictionary())
+    text = dumps(node_dictionary(config))
     if args.output is None:
         sys.stdout.write(text)
         return 0

@@ -5,6 +5,7 @@ import asyncio
 import logging
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 from flight.runtime import clock
@@ -81,6 +82,21 @@ def compute_components(config: NodeConfig, *, eps: object = None) -> list[tuple[
     power = Power(config.power, eps=eps, payload=payload, orbit=orbit, cpufreq=cpufreq)
     components.append((POWER_COMPONENT_ID, power))
     return components
+
+
+def node_dictionary(config: NodeConfig) -> dict:
+    """The dictionary of the node `penumbra flight` would run from `config`, payload and power
+    included, built without touching the node's state directory."""
+    with tempfile.TemporaryDirectory(prefix="penumbra-dictionary-") as scratch:
+        scratch_config = config.with_state_dir(Path(scratch))
+        components = compute_components(scratch_config)
+        try:
+            return Node(scratch_config, components=components).dictionary()
+        finally:
+            for _, component in components:
+                close = getattr(component, "close", None)
+                if close is not None:
+                    close()
 
 
 async def serve(node: Node) -> None:

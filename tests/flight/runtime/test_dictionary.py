@@ -7,6 +7,7 @@ from pathlib import Path
 
 from flight.runtime.config import NodeConfig
 from flight.runtime.dictionary import FORMAT, dumps
+from flight.runtime.main import node_dictionary
 from flight.runtime.node import Node
 from flight.runtime.types import Field, Limits, WireType
 
@@ -27,7 +28,26 @@ def test_the_export_is_byte_identical_from_run_to_run(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr
         outputs.append(out.read_bytes())
     assert outputs[0] == outputs[1]
-    assert outputs[0].decode() == dumps(Node(NodeConfig()).dictionary())
+    assert outputs[0].decode() == dumps(node_dictionary(NodeConfig()))
+
+
+def test_the_export_names_what_penumbra_flight_would_run(tmp_path: Path) -> None:
+    # The payload always, the power component with an EPS, as `penumbra flight` builds them;
+    # and exporting touches no state directory.
+    config = tmp_path / "node.toml"
+    config.write_text('[node]\nstate_dir = "state"\n[power]\neps = "simulated"\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "penumbra", "dict", "export", "--config", str(config)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    components = json.loads(result.stdout)["components"]
+    assert (components["payload"]["id"], components["power"]["id"]) == (17, 16)
+    assert "SUBMIT" in components["payload"]["commands"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["node.toml"]
 
 
 def test_it_has_the_contract_shape() -> None:
