@@ -125,6 +125,7 @@ DEFAULT_FILE_TIMEOUT_S = 60.0
 FILE_EXPIRY_PERIOD_S = 1.0  # how often transfers in progress are checked for that
 FILE_RETRY_ROUNDS = 10  # FOP-1 alerts an upload survives (each resends the unacknowledged PDUs)
 CFDP_SEQUENCE_RESERVE = 16
+_FIXED_APIDS = frozenset(int(apid) for apid in icd.Apid)
 
 
 class UplinkError(GroundError):
@@ -217,6 +218,8 @@ class StationCounters:
     files_failed: int = 0  # downlinked transfers that ended without a file
     file_pdus_refused: int = 0  # downlinked PDUs that did not decode or were misaddressed
     commands_sent: int = 0  # TC packets handed to FOP-1
+    packets_sent: int = 0  # packets of send_packet handed to FOP-1
+    packets_failed: int = 0  # packets of send_packet(wait=False) that FOP-1 gave up on
     transmissions: int = 0  # TC frames sent, retransmissions included
     transmissions_held: int = 0  # AD frames dropped before sending: the IV would leave the window
     cop1_alerts: int = 0
@@ -406,6 +409,7 @@ class GroundStation:
         self._delivered = asyncio.Event()
         self._cfdp_sequence: Counter | None = None
         self._cfdp_packets: Counter | None = None
+        self._packet_counts: dict[int, Counter] = {}  # send_packet's sequence counts by APID
 
     # -- life cycle --------------------------------------------------------------------------------
 
@@ -632,6 +636,78 @@ class GroundStation:
                 {"components": list(components)},
             )
             return await self.await_completion(request, timeout_s=timeout_s)
+
+    # -- raw packets -------------------------------------------------------------------------------
+
+    async def send_packet(self, apid: int, data: bytes, *, wait: bool = True) -> None:
+        """Send `data` up as one TC Space Packet (no secondary header) on `apid`, in an AD frame
+        of the command channel under COP-1 and SDLS like a CFDP PDU: for APIDs the ICD gives a
+        meaning of their own, such as a bench's simulated sensor records (APID 0x7F1).
+
+        With `wait`, returns once FARM-1 has acknowledged the frame (UplinkError if FOP-1 gives
+        up); without, once FOP-1 has queued it, and a packet FOP-1 then gives up on is counted
+        in `counters.packets_failed`. GroundError for the node's command APID (`send_command`),
+        the idle APID, or data too long for one frame.
+        """
+        if self._driver is None or self._store is None:
+            raise GroundError("use the GroundStation as an async context manager")
+        if apid == self.dictionary.apid or not 0 <= apid < icd.Apid.IDLE:
+            raise GroundError(
+                f"APID {apid:#05x}: send_packet takes 0x000..0x7FE other than the node's command "
+                f"APID {self.dictionary.apid:#05x} (commands go with send_command)"
+            )
+        packet_length = PRIMARY_HEADER_LENGTH + len(data)
+        if not data or packet_length > self._fop.max_fdu_length:
+            raise GroundError(
+                f"a packet of {len(data)} data octets on APID {apid:#05x}: a TC frame takes 1.."
+                f"{self._fop.max_fdu_length - PRIMARY_HEADER_LENGTH} once secured"
+            )
+        try:
+            count = self._packet_count(apid).next()
+        except StoreError as error:
+            raise GroundError(
+                f"cannot persist the packet count of APID {apid:#05x}: {error}"
+            ) from None
+        packet = SpacePacket(PacketType.TC, apid, count, bytes(data)).encode()
+        if self.archive is not None:
+            kind = icd.Apid(apid).name if apid in _FIXED_APIDS else "RAW"
+            self.archive.packet(
+                self._now(), "up", packet, apid=apid, sequence_count=count, kind=kind, decoded=None
+            )
+        self.counters.packets_sent += 1
+        while True:
+            await self._ad_ready.wait()
+            await self._wait_link_up()
+            future = await self._driver.submit(packet)
+            if not wait:
+                future.add_done_callback(self._packet_settled)
+                return
+            try:
+                await future
+            except CopError as error:
+                if error.response is Response.REJECT and not self._closed:
+                    continue  # never sent: FOP-1 stopped meanwhile; send it once it runs again
+                raise UplinkError(
+                    f"packet on APID {apid:#05x}: not acknowledged by FARM-1 ({error}); it may or "
+                    "may not have reached the node"
+                ) from None
+            return
+
+    def _packet_count(self, apid: int) -> Counter:
+        if apid == icd.Apid.CFDP and self._cfdp_packets is not None:
+            return self._cfdp_packets  # one count per APID, whoever sends on it
+        counter = self._packet_counts.get(apid)
+        if counter is None:
+            assert self._store is not None
+            counter = Counter(
+                self._store, f"tc_sequence_apid{apid}", modulus=MAX_SEQUENCE_COUNT + 1
+            )
+            self._packet_counts[apid] = counter
+        return counter
+
+    def _packet_settled(self, future: "asyncio.Future[int | None]") -> None:
+        if future.cancelled() or future.exception() is not None:
+            self.counters.packets_failed += 1
 
     # -- files -------------------------------------------------------------------------------------
 

@@ -18,11 +18,13 @@ from typing import Any
 
 from flight.orbit import Forecast, Orbit, OrbitError
 from flight.payload import Payload, PayloadPlan
-from flight.power.eps import Eps, EpsError, EpsReading
+from flight.power.eps import Eps, EpsError, EpsReading, SimulatedEps
 from flight.power.governor import ACTIVE, POLICIES, EnergyModel, Outlook, Policy, Segment
 from flight.power.soc import CoulombCounter
 from flight.power.sysfs import CpuFrequency
 from flight.protocol.cuc import TAI_EPOCH_TO_UNIX_EPOCH_S
+from flight.protocol.errors import ProtocolError
+from flight.protocol.sensors import SensorRecord
 from flight.runtime.clock import TAI_MINUS_UTC_S
 from flight.runtime.component import (
     Arg,
@@ -49,6 +51,7 @@ LOW_POWER_EXIT_ABOVE_FLOOR = 0.05
 UNDERVOLTAGE_HYSTERESIS_V = 0.3
 ESTIMATE_TIME_CONSTANT_S = 600.0  # smoothing of the measured bus load and solar harvest
 _UNIX_TO_TAI_S = TAI_EPOCH_TO_UNIX_EPOCH_S + TAI_MINUS_UTC_S
+SENSOR_EVENT_PERIOD_S = 10.0  # refused sensor records: every one counted, one event per period
 
 
 class PolicyName(IntEnum):
@@ -76,6 +79,16 @@ class Power(Component):
     POLICY = Telemetry("enum", values=PolicyName)
     SHEDS = Telemetry("u32", doc="Times the payload was shed (under-voltage, no EPS data).")
     EPS_ERRORS = Telemetry("u32", doc="EPS reads that failed.")
+    LAST_SHED_TICKS = Telemetry(
+        "u8",
+        doc="10 Hz cycles that passed without acting between the arrival of the bench record "
+        "showing under-voltage and the shed: 0 is the first cycle after it arrived.",
+    )
+    SENSOR_RECORDS = Telemetry("u32", doc="Simulated sensor records fed to the EPS (a bench).")
+    SENSOR_RECORDS_REFUSED = Telemetry(
+        "u32", doc="Simulated sensor records refused: this node reads a real EPS."
+    )
+    SENSOR_RECORDS_MALFORMED = Telemetry("u32", doc="Simulated sensor records that did not decode.")
 
     PAYLOAD_SHED = Event(
         Severity.HIGH, "payload shed: {reason}", reason=Arg("string", max_length=96)
@@ -97,6 +110,15 @@ class Power(Component):
     )
     FORECAST_FAILED = Event(
         Severity.MEDIUM, "no sunlight forecast: {reason}", reason=Arg("string", max_length=96)
+    )
+
+    SENSORS_REFUSED = Event(
+        Severity.MEDIUM, "simulated sensor data refused: this node reads a real EPS"
+    )
+    SENSOR_RECORD_MALFORMED = Event(
+        Severity.LOW,
+        "simulated sensor record refused: {reason}",
+        reason=Arg("string", max_length=96),
     )
 
     FLOOR_SOC = Parameter("f32", default=0.70, minimum=0.0, maximum=0.99, doc="Planning floor.")
@@ -145,6 +167,10 @@ class Power(Component):
         self._entered: Mode | None = None  # the mode this component put the node in
         self._sheds = 0
         self._eps_errors = 0
+        self._protect_cycles = 0
+        self._fed_at_cycle = 0  # the protect cycle during which the last bench record arrived
+        self._sensor_counts = {"fed": 0, "refused": 0, "malformed": 0}
+        self._sensor_evented_s = {"refused": -math.inf, "malformed": -math.inf}
         self.set_parameter(type(self).FLOOR_SOC, config.floor_soc)
         self.set_parameter(type(self).UNDERVOLTAGE_V, config.undervoltage_v)
         self.telemetry.POLICY = PolicyName[self.policy.name.upper()]
@@ -179,6 +205,7 @@ class Power(Component):
 
     @rate_group("10Hz")
     def protect(self) -> None:
+        self._protect_cycles += 1
         now = asyncio.get_running_loop().time()
         try:
             reading = self.eps.read()
@@ -202,8 +229,12 @@ class Power(Component):
         self._last_count_s = now
         undervoltage_v = float(self.parameters.UNDERVOLTAGE_V)
         if reading.battery_voltage_v < undervoltage_v:
-            if self._shed(f"under-voltage {reading.battery_voltage_v:.2f} V"):
-                self._enter(Mode.SAFE, f"under-voltage {reading.battery_voltage_v:.2f} V")
+            reason = f"under-voltage {reading.battery_voltage_v:.2f} V"
+            ticks = min(self._protect_cycles - 1 - self._fed_at_cycle, 255)
+            if self._shed(reason):
+                self.telemetry.LAST_SHED_TICKS = max(ticks, 0)
+            if self._entered is not Mode.SAFE:  # SAFE even with nothing running to shed
+                self._enter(Mode.SAFE, reason)
         elif (
             self._entered is Mode.SAFE
             and reading.battery_voltage_v >= undervoltage_v + UNDERVOLTAGE_HYSTERESIS_V
@@ -249,11 +280,11 @@ class Power(Component):
         soc = self.counter.soc
         floor = float(self.parameters.FLOOR_SOC)
         if self._entered is None and soc < floor:
-            reason = f"state of charge {soc:.0%} below the floor {floor:.0%}"
+            reason = f"state of charge {soc:.1%} below the floor {floor:.0%}"
             self._shed(reason)
             self._enter(Mode.LOW_POWER, reason)
         elif self._entered is Mode.LOW_POWER and soc >= floor + LOW_POWER_EXIT_ABOVE_FLOOR:
-            self._leave(f"state of charge {soc:.0%} recovered")
+            self._leave(f"state of charge {soc:.1%} recovered")
         outlook = self.outlook(now_tai)
         plan = self.policy.decide(outlook)
         mode = self._node.mode.current if self._node is not None else Mode.NOMINAL
@@ -434,6 +465,38 @@ class Power(Component):
             if segment.illumination == illumination:
                 return max(segment.start_s - now_tai, 0.0)
         return math.nan
+
+    # -- simulated sensors (a test bench) ----------------------------------------------------------
+
+    def receive_sensors(self, octets: bytes) -> None:
+        """A SensorRecord from the bench (APID 0x7F1): fed to the EPS when it is a SimulatedEps
+        with no source of its own, else refused; counted and evented, never raises."""
+        eps = self.eps
+        # A sourced SimulatedEps reads in-process physics (the emulator): a feed would be ignored.
+        if not isinstance(eps, SimulatedEps) or not eps.fed:
+            self._sensor_refused("refused", self.SENSORS_REFUSED)
+            return
+        try:
+            reading = SensorRecord.decode(octets).reading()
+        except (ProtocolError, ValueError) as error:
+            self._sensor_refused("malformed", self.SENSOR_RECORD_MALFORMED, reason=str(error)[:96])
+            return
+        eps.feed(reading)
+        self._fed_at_cycle = self._protect_cycles
+        self._sensor_counts["fed"] += 1
+        self.telemetry.SENSOR_RECORDS = self._sensor_counts["fed"] & 0xFFFF_FFFF
+
+    def _sensor_refused(self, kind: str, event: Event, **arguments: str) -> None:
+        counts = self._sensor_counts
+        counts[kind] += 1
+        if kind == "refused":
+            self.telemetry.SENSOR_RECORDS_REFUSED = counts[kind] & 0xFFFF_FFFF
+        else:
+            self.telemetry.SENSOR_RECORDS_MALFORMED = counts[kind] & 0xFFFF_FFFF
+        now = asyncio.get_running_loop().time()
+        if now - self._sensor_evented_s[kind] >= SENSOR_EVENT_PERIOD_S:
+            self._sensor_evented_s[kind] = now
+            self.emit(event, **arguments)
 
     # -- commands ----------------------------------------------------------------------------------
 

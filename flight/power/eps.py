@@ -4,6 +4,7 @@ A driver (`SimulatedEps`, `flight.power.sysfs.SysfsEps`, a board's EPS over I2C)
 hardware reports into an `EpsReading` in SI units. Battery current is positive while charging.
 """
 
+import asyncio
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,22 +64,36 @@ class SimulatedEps:
     """An EPS whose readings come from a simulation: a callable, or readings a bench feeds in.
 
     With `source`, every `read` calls it (an in-process environment, e.g. hil.env). Without it,
-    `read` returns the last reading given to `feed` (a bench sending readings over the link); how
-    old that reading is, is the caller's concern.
+    `read` returns the last reading given to `feed` (a bench sending readings over the link);
+    with `max_age_s`, a reading older than that (on the loop's clock) is refused as stale, so a
+    bench that stops feeding looks like an EPS that stopped answering.
     """
 
     def __init__(
-        self, source: Callable[[], EpsReading] | None = None, *, name: str = "simulated"
+        self,
+        source: Callable[[], EpsReading] | None = None,
+        *,
+        max_age_s: float | None = None,
+        name: str = "simulated",
     ) -> None:
         self.name = name
         self._source = source
+        self.max_age_s = max_age_s
         self._last: EpsReading | None = None
+        self._fed_at_s = 0.0
+
+    @property
+    def fed(self) -> bool:
+        """Readings come from `feed` (a bench), not from a source of its own."""
+        return self._source is None
 
     def feed(self, reading: EpsReading) -> None:
         """Make `reading` the one `read` returns (ignored while a source is set)."""
         if not isinstance(reading, EpsReading):
             raise TypeError(f"SimulatedEps.feed takes an EpsReading, not {type(reading).__name__}")
         self._last = reading
+        if self.max_age_s is not None:
+            self._fed_at_s = asyncio.get_running_loop().time()
 
     def read(self) -> EpsReading:
         if self._source is not None:
@@ -96,4 +111,8 @@ class SimulatedEps:
             return reading
         if self._last is None:
             raise EpsError(f"{self.name}: no reading yet (nothing has been fed to the EPS)")
+        if self.max_age_s is not None:
+            age_s = asyncio.get_running_loop().time() - self._fed_at_s
+            if age_s > self.max_age_s:
+                raise EpsError(f"{self.name}: the last reading fed is {age_s:.0f} s old")
         return self._last

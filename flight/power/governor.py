@@ -146,7 +146,7 @@ class AlwaysOn(Policy):
         elif outlook.soc >= outlook.floor_soc + self.RESUME_ABOVE_FLOOR:
             self.stopped = False
         if self.stopped:
-            return PayloadPlan(0, (), f"at the floor (state of charge {outlook.soc:.0%})")
+            return PayloadPlan(0, (), f"at the floor (state of charge {outlook.soc:.1%})")
         return PayloadPlan(_all_workers(outlook), fifo(outlook.waiting()), "always on")
 
 
@@ -168,7 +168,7 @@ class Threshold(Policy):
         elif outlook.soc > self.on_soc:
             self.running = True
         if not self.running:
-            return PayloadPlan(0, (), f"asleep below {self.on_soc:.0%} (at {outlook.soc:.0%})")
+            return PayloadPlan(0, (), f"asleep below {self.on_soc:.0%} (at {outlook.soc:.1%})")
         return PayloadPlan(_all_workers(outlook), fifo(outlook.waiting()), "above threshold")
 
 
@@ -220,7 +220,7 @@ class EnergyAware(Policy):
         self.last_predicted_min_soc = predicted
         if best == 0:
             return PayloadPlan(
-                0, (), f"predicted state of charge {predicted:.0%} would near the floor"
+                0, (), f"predicted state of charge {predicted:.1%} would near the floor"
             )
         return PayloadPlan(best, self.rank(outlook, best), f"affordable: {best} workers")
 

@@ -36,6 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+BENCH_RECORD_MAX_AGE_S = 5.0
+"""A bench sends a sensor record every second; one older than this is a bench that stopped."""
+
+
 def compute_components(config: NodeConfig, *, eps: object = None) -> list[tuple[int, Component]]:
     """The payload, and its power governor when the node has an EPS to read (`[power] eps`).
 
@@ -49,7 +53,7 @@ def compute_components(config: NodeConfig, *, eps: object = None) -> list[tuple[
     from flight.power.component import POWER_COMPONENT_ID, Power
 
     if eps is None and config.power.eps == "simulated":
-        eps = SimulatedEps()  # fed by a bench over the link
+        eps = SimulatedEps(max_age_s=BENCH_RECORD_MAX_AGE_S)  # fed by a bench over the link
     elif eps is None and config.power.eps == "sysfs":
         section = config.power
         eps = SysfsEps(

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from types import TracebackType
 
 from flight.link import Link, LinkConfigError, Role, open_link
+from flight.protocol import icd
 from flight.protocol.sdls import KeyFileError, load_key
 from flight.runtime.bus import SoftwareBus
 from flight.runtime.clock import MissionClock, VirtualTimeLoop
@@ -82,7 +83,7 @@ class Node:
         self.files = FileTransfer(
             state_dir=config.node.state_dir, entity_id=config.node.spacecraft_id
         )
-        self.uplink.on_file_pdu = self.files.receive_pdu
+        self.uplink.routes[icd.Apid.CFDP] = self.files.receive_pdu
         self.downlink.attach_files(self.files)
         self.bus_monitor = BusMonitor(self.bus)
         self.rate_group_monitor = RateGroupMonitor(self.rate_groups)
@@ -104,6 +105,9 @@ class Node:
                     f"{FIRST_OTHER_COMPONENT_ID}..255 (1..15 are the runtime's)"
                 )
             pairs.append((component_id, component))
+            receive_sensors = getattr(component, "receive_sensors", None)
+            if receive_sensors is not None:  # the power component: a bench may feed its EPS
+                self.uplink.routes[icd.Apid.SIMULATED_SENSORS] = receive_sensors
         self.services = PusServices(
             apid=config.node.apid,
             components=pairs,

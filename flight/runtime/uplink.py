@@ -2,7 +2,8 @@
 
 The order is the ICD's (section 4): TC frame decode (length, FECF, spacecraft id), SDLS (MAC, then
 anti-replay), FARM-1, then the Space Packets of an accepted frame: each a PUS TC on the node's
-APID, or a CFDP PDU on APID 0x7F0 for the file service (`on_file_pdu`). A frame that fails is
+APID, or data for the handler `routes` names for its APID (CFDP PDUs on 0x7F0 to the file
+service, simulated sensor records on 0x7F1 to the power component). A frame that fails is
 counted, raises an event and, when its packet can still be read (SDLS here authenticates and does
 not encrypt), is answered with an acceptance failure: code 7 for a forged or tampered frame, 8
 for a replay. It is never executed. The anti-replay state and
@@ -42,6 +43,10 @@ STATE_RECORD = "uplink"
 STATE_FORMAT = 1
 _REASON = Arg("string", max_length=96)
 _WRAP = 0xFFFF_FFFF
+_UNSERVED = {  # how a refusal names a fixed APID that this node has no handler for
+    icd.Apid.CFDP: "file uplink (CFDP)",
+    icd.Apid.SIMULATED_SENSORS: "simulated sensor data",
+}
 
 
 class Uplink(Component):
@@ -97,8 +102,9 @@ class Uplink(Component):
         self.farm = Farm(icd.TcVirtualChannel.COMMAND)
         self.store: Store | None = None
         self.on_clcw_changed = lambda: None
-        # CFDP PDUs (APID 0x7F0) go to the file service; without one they are refused.
-        self.on_file_pdu: Callable[[bytes], None] | None = None
+        # Packets on these APIDs carry no PUS header: their data goes to the handler (CFDP to the
+        # file service, simulated sensors to the power component); other APIDs are refused.
+        self.routes: dict[int, Callable[[bytes], None]] = {}
         self._log = logging.getLogger("flight.runtime.uplink")
         self._counts = dict.fromkeys(
             (
@@ -268,12 +274,13 @@ class Uplink(Component):
     def _packet(self, packet: SpacePacket, octets: bytes) -> None:
         services = self.services
         assert services is not None
-        if packet.apid == icd.Apid.CFDP and self.on_file_pdu is not None:
-            self.on_file_pdu(packet.data)  # one PDU per packet, no PUS header (ICD 3.11)
+        route = self.routes.get(packet.apid)
+        if route is not None:
+            route(packet.data)  # one PDU or record per packet, no PUS header (ICD 3.11, 3.12)
             return
         if packet.apid != services.apid:
             self._counts["packets_refused"] += 1
-            what = "file uplink (CFDP)" if packet.apid == icd.Apid.CFDP else "that APID"
+            what = _UNSERVED.get(packet.apid, "that APID")
             self.emit(
                 self.PACKET_REFUSED,
                 reason=f"APID {packet.apid:#05x}: {what} is not served on board",

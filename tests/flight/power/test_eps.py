@@ -1,5 +1,6 @@
 """The EPS reading and the simulated driver: fed by a bench or pulled from a source."""
 
+import asyncio
 import math
 
 import pytest
@@ -74,3 +75,26 @@ def test_a_failing_source_surfaces_as_eps_error_only() -> None:
         SimulatedEps(broken).read()
     with pytest.raises(EpsError, match="not an EpsReading"):
         SimulatedEps(lambda: 7.4).read()  # type: ignore[arg-type, return-value]
+
+
+def test_a_fed_reading_older_than_max_age_is_refused_as_stale() -> None:
+    from flight.runtime import clock
+
+    reading = EpsReading(
+        battery_voltage_v=8.0, battery_current_a=0.0, solar_power_w=0.0, load_power_w=5.0
+    )
+
+    async def scenario() -> None:
+        eps = SimulatedEps(max_age_s=2.0)
+        assert eps.fed
+        eps.feed(reading)
+        await asyncio.sleep(2.0)
+        assert eps.read() == reading
+        await asyncio.sleep(0.5)
+        with pytest.raises(EpsError, match="2 s old"):
+            eps.read()
+        eps.feed(reading)
+        assert eps.read() == reading
+        assert not SimulatedEps(lambda: reading).fed
+
+    clock.run(scenario(), virtual=True)

@@ -269,3 +269,33 @@ def test_a_cap_the_board_refuses_is_reported_once_and_governing_goes_on(tmp_path
             assert it.power.plan.workers == 0  # the thermal worker limit still holds
 
     clock.run(scenario(), virtual=True)
+
+
+def test_under_voltage_enters_safe_even_with_nothing_to_shed(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with powered_node(tmp_path) as it:
+            await asyncio.sleep(1.0)
+            assert it.payload.busy_workers == 0
+            it.eps.feed(replace(HEALTHY, battery_voltage_v=6.4))
+            await it.node.wait_for_mode(Mode.SAFE)
+            it.eps.feed(HEALTHY)
+            await it.node.wait_for_mode(Mode.NOMINAL)
+
+    clock.run(scenario(), virtual=True)
+
+
+def test_a_bench_that_stops_feeding_is_an_eps_that_stopped_answering(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with powered_node(tmp_path) as it:
+            it.power.eps = stale = SimulatedEps(max_age_s=2.0)
+            stale.feed(HEALTHY)
+            loop = asyncio.get_running_loop()
+            fed_at = loop.time()
+            await busy_payload(it.payload, tmp_path)
+            while it.payload.busy_workers:
+                await asyncio.sleep(0.1)
+            # Stale after 2 s, then 5 s without a usable reading: shed.
+            assert 7.0 <= loop.time() - fed_at <= 7.5
+            assert "EPS_FAILED" in it.events.names and "PAYLOAD_SHED" in it.events.names
+
+    clock.run(scenario(), virtual=True)

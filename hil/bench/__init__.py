@@ -1,0 +1,1 @@
+"""The HIL test bench: targets, the simulated environment around them, fault injection, records."""
