@@ -14,6 +14,10 @@ SUBCOMMANDS = {
         "ground.decode",
         "decode a captured dump (COBS, TC/TM frame, Space Packet, PUS, CFDP) to JSON",
     ),
+    "bench": (
+        "hil.bench.cli",
+        "run the HIL acceptance suite against a target: sil, pty, serial or MQTT board",
+    ),
     "demo": ("hil.demo", "operate a simulated node across a noisy in-memory link, stage by stage"),
     "dict": ("flight.runtime.export", "export the dictionary of a node's commands and telemetry"),
     "flight": ("flight.runtime.main", "run a node (node.toml) until SIGTERM or SIGINT"),

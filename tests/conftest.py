@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-# The integration-test API: `--target` and the `integration_api` fixture (hil/testapi).
-pytest_plugins = ["hil.testapi.plugin"]
+# The integration-test API: `--target` and the `integration_api` fixture (hil/testapi); the HIL
+# bench: the `bench` fixture, `@pytest.mark.needs`, records and the summary (hil/bench).
+pytest_plugins = ["hil.testapi.plugin", "hil.bench.plugin"]
 
 # A test must not fail on timing: a busy CI machine or a slow fsync (the CFDP receiver's) can push
 # one example past Hypothesis's default 200 ms deadline without anything being wrong.

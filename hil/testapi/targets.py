@@ -7,15 +7,36 @@ import os
 import secrets
 import sys
 import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from flight.link import Link, Role, open_link
 from flight.link.memory import FaultHook, MemoryLink
 from flight.link.serial import SerialLink, open_pty_pair
+from flight.runtime.component import Component
 from flight.runtime.config import NodeConfig, load
 from flight.runtime.node import Node
 from ground.dictionary import Dictionary
+
+ComponentsHook = Callable[[NodeConfig], Sequence[tuple[int, Component]]]
+"""Builds a node's own components (ids >= 16) from its configuration, state_dir already set."""
+
+
+def flight_dictionary(config: NodeConfig, *, source: str | None = None) -> Dictionary:
+    """The dictionary of the node `penumbra flight` runs from `config`: the runtime's components
+    and `compute_components` (payload, and power when `[power] eps` is set).
+
+    `flight.runtime.main.node_dictionary` builds it without touching the node's state; here a
+    board's real EPS and cpufreq control are swapped for a simulated EPS and none first, so that
+    the machine building it (a bench PC) needs neither. They do not change the dictionary.
+    """
+    from flight.runtime.main import node_dictionary
+
+    eps = "none" if config.power.eps == "none" else "simulated"
+    probe = replace(config, power=replace(config.power, eps=eps, cpu_freq_control=False))
+    return Dictionary.from_document(node_dictionary(probe), source=source or config.source)
 
 
 class MemoryTarget:
@@ -24,7 +45,9 @@ class MemoryTarget:
     Its state directory is a fresh temporary one unless `state_dir` is given, and its SDLS key a
     random one drawn when the target is made unless `key` is given; a node restarted on the same
     state keeps its key, as a real one does. `uplink_faults` and `downlink_faults` are the link's
-    fault hooks (hil.faults.FaultInjector). `node` is the running node, for white-box checks.
+    fault hooks (hil.faults.FaultInjector). `components` builds the node's own components from
+    its configuration (`flight.runtime.main.compute_components` gives what `penumbra flight`
+    runs). `node` is the running node, for white-box checks.
     """
 
     name = "memory"
@@ -37,8 +60,10 @@ class MemoryTarget:
         key: bytes | None = None,
         uplink_faults: FaultHook | None = None,
         downlink_faults: FaultHook | None = None,
+        components: ComponentsHook | None = None,
     ) -> None:
         self._config = config
+        self._components = components
         self._state_dir = state_dir
         self.key = secrets.token_bytes(32) if key is None else bytes(key)
         self._faults = (uplink_faults, downlink_faults)
@@ -68,7 +93,8 @@ class MemoryTarget:
         config = (self._config or load(None)).with_state_dir(state_dir)
         key = self.key
         self.flight_link, self._ground_link = MemoryLink.pair(*self._faults)
-        self.node = Node(config, link=self.flight_link, key=key)
+        components = () if self._components is None else self._components(config)
+        self.node = Node(config, link=self.flight_link, key=key, components=components)
         started = asyncio.get_running_loop().create_future()
         self._serving = asyncio.create_task(self._serve(self.node, started), name="memory node")
         await started  # the node's own start-up errors surface here
@@ -113,11 +139,22 @@ class ProcessTarget:
     The node is the installed command, run as a user runs it: a node.toml and a 0600 key file
     written to a work directory, state kept there across `kill` and restart (a power cut on the
     bench). `pty()` joins it to the ground by a fresh pty pair; `mqtt(url)` by a broker (the
-    node's name is the URL's path). `log_path` holds what the node printed, for failures.
+    node's name is the URL's path). `node_config` is TOML appended to the node.toml written
+    (sections other than [node] and [link], e.g. `[power] eps = "simulated"`). `restart` powers a
+    killed node on again on the same work directory and link. `log_path` holds what the node
+    printed, for failures.
     """
 
-    def __init__(self, name: str, *, work_dir: Path | None = None, key: bytes | None = None):
+    def __init__(
+        self,
+        name: str,
+        *,
+        work_dir: Path | None = None,
+        key: bytes | None = None,
+        node_config: str = "",
+    ):
         self.name = name
+        self.node_config = node_config
         self.key = secrets.token_bytes(32) if key is None else bytes(key)
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
         if work_dir is None:
@@ -127,6 +164,7 @@ class ProcessTarget:
         self.log_path = work_dir / "node.log"
         self.process: asyncio.subprocess.Process | None = None
         self._link: Link | None = None
+        self._config_path: Path | None = None
         self.mqtt_url: str | None = None
 
     @classmethod
@@ -149,6 +187,7 @@ class ProcessTarget:
         config.write_text(
             f'[node]\nname = "{self.name}-target"\nstate_dir = "state"\n\n'
             f'[link]\nurl = "{link_url}"\nkey_file = "node.key"\n'
+            + (f"\n{self.node_config.strip()}\n" if self.node_config.strip() else "")
         )
         return config
 
@@ -162,14 +201,14 @@ class ProcessTarget:
         else:
             node_url = self.mqtt_url
             link = open_link(self.mqtt_url, role=Role.GROUND)
-        config_path = self._write_config(node_url)
-        config = load(config_path)
-        dictionary = Dictionary.from_document(Node(config).dictionary(), source=str(config_path))
-        with self.log_path.open("ab") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "penumbra", "flight", "--config", str(config_path),
-                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
-            )  # fmt: skip
+        config_path = self._config_path = self._write_config(node_url)
+        try:
+            dictionary = flight_dictionary(load(config_path), source=str(config_path))
+        except BaseException:
+            if self.mqtt_url is None:
+                os.close(pair.master_fd)  # the link never entered, so it will not close it
+            raise
+        await self._spawn()
         await link.__aenter__()
         self._link = link
         try:
@@ -182,6 +221,23 @@ class ProcessTarget:
                 f"node output:\n{self.output()}"
             ) from None
         return link, dictionary, self.key
+
+    async def _spawn(self) -> None:
+        assert self._config_path is not None
+        with self.log_path.open("ab") as log:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "penumbra", "flight", "--config", str(self._config_path),
+                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
+            )  # fmt: skip
+
+    async def restart(self) -> None:
+        """Power the node on again (after `kill`; a running node is killed first): the same
+        node.toml, work directory, state and key, on the same link (the pty pair stays; the
+        ground's link reopens by itself once the node holds the slave again)."""
+        if self._config_path is None or self._link is None:
+            raise RuntimeError(f"the {self.name} target was never started; start it first")
+        await self.kill()
+        await self._spawn()
 
     def adopt_link(self, link: Link) -> None:
         """Take `link` (entered) as the ground's link from now on: the next pass of an MQTT
