@@ -21,9 +21,12 @@ $(INSTALLED): pyproject.toml $(NATIVE_SOURCES)
 demo: $(INSTALLED)
 	$(BIN)/penumbra demo
 
-# The suite, then the soak properties scaled down to seconds, so that a broken one shows here too.
+# The suite (its tests/acceptance against the in-process sil target), the acceptance suite again
+# against a `penumbra flight` process over a pty (power cuts included), then the soak properties
+# scaled down to seconds, so that a broken one shows here too.
 test: $(INSTALLED) lint
 	$(BIN)/python -m pytest
+	$(BIN)/penumbra bench run --target pty --record out/bench/pty
 	PENUMBRA_SOAK_EXAMPLES=30 $(BIN)/python -m pytest -m soak -q
 
 lint: $(INSTALLED)
