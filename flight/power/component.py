@@ -145,7 +145,7 @@ class Power(Component):
         self.orbit = orbit
         self.cpufreq = cpufreq  # given only where `[power] cpu_freq_control` allows writing
         self._cap_khz: int | None = None
-        self.policy = policy or POLICIES[config.policy]()
+        self.policy = POLICIES[config.policy]()
         self.counter = CoulombCounter(
             config.capacity_wh * 3600.0,
             charge_efficiency=config.charge_efficiency,
@@ -173,7 +173,12 @@ class Power(Component):
         self._sensor_evented_s = {"refused": -math.inf, "malformed": -math.inf}
         self.set_parameter(type(self).FLOOR_SOC, config.floor_soc)
         self.set_parameter(type(self).UNDERVOLTAGE_V, config.undervoltage_v)
-        self.telemetry.POLICY = PolicyName[self.policy.name.upper()]
+        self.use_policy(policy or self.policy)
+
+    def use_policy(self, policy: Policy) -> None:
+        """Govern the payload with `policy` from the next control tick on."""
+        self.policy = policy
+        self.telemetry.POLICY = PolicyName[policy.name.upper()]
 
     def bind_node(self, node: Any) -> None:
         self._node = node
@@ -504,9 +509,8 @@ class Power(Component):
     async def SET_POLICY(self, policy: int) -> None:
         """Govern the payload with another policy (the baselines are for comparison)."""
         name = PolicyName(policy).name.lower()
-        self.policy = POLICIES[name]()
         self.config = replace(self.config, policy=name)
-        self.telemetry.POLICY = PolicyName(policy)
+        self.use_policy(POLICIES[name]())
 
     @command(soc=Arg("f32", minimum=0.0, maximum=1.0, doc="The true state of charge, 0..1."))
     async def SET_SOC(self, soc: float) -> None:

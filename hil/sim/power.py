@@ -241,7 +241,7 @@ async def _run(scenario: PowerScenario, choice: PolicyChoice, state_dir: Path) -
     components = compute_components(config, eps=SimulatedEps(read_eps))
     payload = next(c for _, c in components if isinstance(c, Payload))
     power = next(c for _, c in components if isinstance(c, Power))
-    power.policy = choice.make()
+    power.use_policy(choice.make())
     samples: list[Sample] = []
     async with Node(config, components=components):
         model_path = state_dir / "cloud_mask.onnx"

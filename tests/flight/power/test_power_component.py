@@ -15,7 +15,7 @@ import pytest
 from flight.orbit import Orbit
 from flight.payload import JobState, Payload
 from flight.power import EpsReading, SimulatedEps
-from flight.power.component import Power
+from flight.power.component import PolicyName, Power
 from flight.power.sysfs import CpuFrequency
 from flight.runtime import clock
 from flight.runtime.clock import MissionClock
@@ -297,5 +297,17 @@ def test_a_bench_that_stops_feeding_is_an_eps_that_stopped_answering(tmp_path: P
             # Stale after 2 s, then 5 s without a usable reading: shed.
             assert 7.0 <= loop.time() - fed_at <= 7.5
             assert "EPS_FAILED" in it.events.names and "PAYLOAD_SHED" in it.events.names
+
+    clock.run(scenario(), virtual=True)
+
+
+def test_set_policy_changes_the_policy_and_its_telemetry(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with powered_node(tmp_path, policy="energy_aware") as it:
+            assert it.power.telemetry.POLICY is PolicyName.ENERGY_AWARE
+            await it.power.SET_POLICY(int(PolicyName.SUNLIT_ONLY))
+            assert it.power.policy.name == "sunlit_only"
+            assert it.power.telemetry.POLICY is PolicyName.SUNLIT_ONLY
+            assert it.power.config.policy == "sunlit_only"
 
     clock.run(scenario(), virtual=True)
