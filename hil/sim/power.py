@@ -295,7 +295,9 @@ async def _run(scenario: PowerScenario, choice: PolicyChoice, state_dir: Path) -
             for task in tasks:
                 task.cancel()
         environment.advance(unix_now())
-        return _result(scenario, choice, payload, power, environment, samples, epoch_tai)
+        result = _result(scenario, choice, payload, power, environment, samples, epoch_tai)
+    payload.close()
+    return result
 
 
 def _result(
