@@ -40,7 +40,9 @@ BENCH_RECORD_MAX_AGE_S = 5.0
 """A bench sends a sensor record every second; one older than this is a bench that stopped."""
 
 
-def compute_components(config: NodeConfig, *, eps: object = None) -> list[tuple[int, Component]]:
+def compute_components(
+    config: NodeConfig, *, eps: object = None, sysfs_root: Path = Path("/sys")
+) -> list[tuple[int, Component]]:
     """The payload, and its power governor when the node has an EPS to read (`[power] eps`).
 
     `eps` replaces the configured driver (the emulator's simulated EPS reads its physics).
@@ -49,7 +51,7 @@ def compute_components(config: NodeConfig, *, eps: object = None) -> list[tuple[
     """
     from flight.orbit import Orbit, OrbitError
     from flight.payload import PAYLOAD_COMPONENT_ID, Payload
-    from flight.power import CpuFrequency, SimulatedEps, SysfsEps
+    from flight.power import CpuFrequency, EpsError, SimulatedEps, SysfsEps
     from flight.power.component import POWER_COMPONENT_ID, Power
 
     if eps is None and config.power.eps == "simulated":
@@ -57,6 +59,7 @@ def compute_components(config: NodeConfig, *, eps: object = None) -> list[tuple[
     elif eps is None and config.power.eps == "sysfs":
         section = config.power
         eps = SysfsEps(
+            sysfs_root,
             solar_rail=section.solar_rail,
             payload_rail=section.payload_rail,
             load_rail=section.load_rail,
@@ -64,13 +67,23 @@ def compute_components(config: NodeConfig, *, eps: object = None) -> list[tuple[
             battery_supply=section.battery_supply,
         )
     power: Power | None = None
+    # A board on a bench: the battery is the bench's (simulated EPS), the payload's power is
+    # still measured on the board's own rail when one is named.
+    rails = SysfsEps(sysfs_root) if config.power.payload_rail is not None else None
 
     def measured_payload_w() -> float | None:
         # A board's payload rail. A simulated EPS reports back the payload power the node
-        # modelled, so reading it as a measurement would freeze the loop: model it there.
-        if power is None or power.reading is None or not isinstance(eps, SysfsEps):
+        # modelled, so reading that as a measurement would freeze the loop: model it there.
+        if isinstance(eps, SysfsEps):
+            reading = power.reading if power is not None else None
+            return None if reading is None else reading.payload_power_w
+        if rails is None:
             return None
-        return power.reading.payload_power_w
+        try:
+            rail = rails.rails().get(config.power.payload_rail or "")
+        except EpsError:
+            return None
+        return None if rail is None else rail.power_w
 
     payload = Payload(config.payload, state_dir=config.node.state_dir, power_w=measured_payload_w)
     components: list[tuple[int, Component]] = [(PAYLOAD_COMPONENT_ID, payload)]

@@ -92,3 +92,27 @@ def test_compute_components_follow_the_power_section(tmp_path: Path) -> None:
     components = dict(compute_components(config, eps=SimulatedEps()))
     components[16].reading = replace(reading, payload_power_w=7.5)
     assert components[17].power_w() == components[17].modelled_power_w()
+
+
+def test_a_board_on_a_bench_measures_its_payload_on_its_own_rail(tmp_path: Path) -> None:
+    # eps = "simulated" (the bench plays the battery) with a payload rail: the payload's
+    # power is the board's INA3221 reading, not the model.
+    from flight.runtime.config import parse
+    from flight.runtime.main import compute_components
+
+    hwmon = tmp_path / "sys/bus/i2c/drivers/ina3221/1-0040/hwmon/hwmon3"
+    hwmon.mkdir(parents=True)
+    for name, text in {
+        "name": "ina3221",
+        "in2_label": "VDD_CPU_GPU_CV",
+        "in2_input": "5000",  # mV
+        "curr2_input": "1500",  # mA
+    }.items():
+        (hwmon / name).write_text(f"{text}\n")
+    config = parse("[power]\neps = 'simulated'\npayload_rail = 'VDD_CPU_GPU_CV'")
+    config = config.with_state_dir(tmp_path / "state")
+    components = dict(compute_components(config, sysfs_root=tmp_path / "sys"))
+    assert components[17].power_w() == 7.5
+    # A rail that is not there: modelled, as on a laptop.
+    (hwmon / "in2_label").write_text("VDD_SOC\n")
+    assert components[17].power_w() == components[17].modelled_power_w()
