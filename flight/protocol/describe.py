@@ -1,7 +1,7 @@
 """The ICD as a reader: any Penumbra dump described field by field as nested, JSON-ready dicts."""
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from enum import IntEnum
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -10,7 +10,7 @@ from construct import Construct
 
 from flight.protocol import cfdp as cfdp_codec
 from flight.protocol import cobs as cobs_codec
-from flight.protocol import icd, pus, sdls
+from flight.protocol import icd, pus, sdls, sensors
 from flight.protocol.cop1 import CLCW, Clcw
 from flight.protocol.errors import (
     AuthenticationError,
@@ -610,6 +610,15 @@ class _Reader:
                 out["cfdp"] = self.cfdp(field, field_base)
             except ProtocolError as error:
                 out["cfdp"] = _error("cfdp", error, field_base, octets=field.hex())
+            return out
+        if header["apid"] == icd.Apid.SIMULATED_SENSORS:
+            field_base = base + PRIMARY_HEADER_LENGTH
+            try:
+                record = sensors.SensorRecord.decode(field)
+            except ProtocolError as error:
+                out["sensor_record"] = _error("sensor-record", error, field_base)
+            else:  # None: not measured (NaN on the wire)
+                out["sensor_record"] = asdict(record)
             return out
         if header["secondary_header_flag"]:
             # The ICD's packets with a secondary header are PUS: show why this one is not.

@@ -45,6 +45,7 @@ from flight.protocol.pus import (
     VerificationFailure,
 )
 from flight.protocol.sdls import SecurityAssociation, TcSecurity
+from flight.protocol.sensors import SensorRecord
 from flight.protocol.spacepacket import PacketType, SpacePacket
 from flight.protocol.tc_frame import TcFrame
 from flight.protocol.tm_frame import TmFrame, TmMasterChannel
@@ -171,6 +172,26 @@ def test_v7_space_packets_describe_header_and_data() -> None:
     assert second["primary_header"]["sequence_count"] == 5
     assert second["packet_data_field"] == "01020304"
     assert find_errors(first) == find_errors(second) == []
+
+
+def test_a_bench_sensor_record_is_shown_field_by_field() -> None:
+    record = SensorRecord(
+        bench_time_tai_s=1e9,
+        battery_voltage_v=7.5,
+        battery_current_a=-0.5,
+        solar_power_w=20.0,
+        load_power_w=12.0,
+        soc=0.5,
+        illumination=0.25,
+    )
+    packet = SpacePacket(PacketType.TC, icd.Apid.SIMULATED_SENSORS, 3, record.encode())
+    described = describe(packet.encode(), "space-packet")
+    shown = described["sensor_record"]
+    assert shown["battery_voltage_v"] == 7.5 and shown["payload_power_w"] is None
+    assert find_errors(described) == []
+    truncated = SpacePacket(PacketType.TC, icd.Apid.SIMULATED_SENSORS, 4, b"\x01\x02")
+    errors = find_errors(describe(truncated.encode(), "space-packet"))
+    assert errors and errors[0][0].endswith("sensor_record")
 
 
 def test_v9_tm_frame_shows_header_idle_data_ocf_and_fecf() -> None:
