@@ -62,7 +62,7 @@ native-check:
 	sh native/tests/run.sh aarch64 || [ $$? -eq 77 ]
 
 soak: $(INSTALLED)
-	$(BIN)/python -m pytest -m soak
+	$(BIN)/python -m pytest -m soak --timeout=0
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis .ruff_cache
