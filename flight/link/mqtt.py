@@ -46,6 +46,7 @@ TC_QOS = 1  # at least once: the broker queues TCs for the flight end while it i
 TM_QOS = 0  # telemetry is periodic and frame-counted; a stale frame is worth nothing
 STATUS_QOS = 1
 CLOSE_TIMEOUT_S = 2.0  # how long a closing link tries to say "offline" before it disconnects
+CLOSE_DEADLINE_S = 3 * CLOSE_TIMEOUT_S  # then the whole close, disconnect included, is given up
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,7 +310,18 @@ class MqttLink(LinkBase):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self._stop_keeper()  # the keeper says "offline" on its way out
+        # The keeper says "offline" on its way out. aiomqtt then waits for the disconnection
+        # without a deadline; a broker that never completes it must not hang the node's
+        # shutdown: past the deadline the keeper is cancelled again and abandoned.
+        try:
+            async with asyncio.timeout(CLOSE_DEADLINE_S):
+                await self._stop_keeper()
+        except TimeoutError:
+            self._log.warning(
+                "%s: the broker did not complete the disconnection in %g s; closed anyway",
+                self.name,
+                CLOSE_DEADLINE_S,
+            )
 
     async def send(self, frame: bytes) -> None:
         frame = bytes(frame)

@@ -26,7 +26,7 @@ from flight.link import (
     Role,
     open_link,
 )
-from flight.link.mqtt import reconnect_delay_s
+from flight.link.mqtt import CLOSE_DEADLINE_S, reconnect_delay_s
 
 T = TypeVar("T")
 SAFETY_S = 10.0  # a safety net against a hang, never a performance threshold
@@ -482,3 +482,21 @@ def test_an_mqtt_url_sets_tls_protocol_and_defaults():
     assert link.settings.protocol == 5 and link.settings.keepalive_s == 30
     assert link.name == "mqtts://broker.example:8883/sat1"
     assert open_link("mqtt://b/sat1", role=Role.GROUND).settings.port == 1883
+
+
+async def test_closing_gives_up_on_a_disconnection_that_never_completes(mqtt_broker, monkeypatch):
+    # aiomqtt waits for the broker to complete the disconnection without a deadline; a link
+    # closing (a node shutting down) must not wait forever for it.
+    disconnect = aiomqtt.Client.__aexit__
+
+    async def never_completes(self, *exc_info):
+        await disconnect(self, *exc_info)
+        await asyncio.Future()  # the disconnection never reported complete
+
+    monkeypatch.setattr(aiomqtt.Client, "__aexit__", never_completes)  # looked up at entry
+    node = new_node()
+    link = open_link(mqtt_broker.url(node), role=Role.FLIGHT)
+    await link.__aenter__()
+    await until(lambda: link.connected, "flight connected")
+    await within(link.__aexit__(None, None, None), "closing", timeout_s=4 * CLOSE_DEADLINE_S)
+    assert link.closed
