@@ -457,19 +457,13 @@ class Power(Component):
         t.PAYLOAD_POWER_W = payload_w if payload_w is not None else self.payload.power_w()
         t.TEMPERATURE_C = reading.temperature_c if reading.temperature_c is not None else math.nan
         t.SUNLIT = outlook.sunlit
-        t.ECLIPSE_IN_S = self._until(now_tai, 0.0)
-        t.SUNLIGHT_IN_S = self._until(now_tai, 1.0)
+        t.ECLIPSE_IN_S = _until(outlook, 0.0)
+        t.SUNLIGHT_IN_S = _until(outlook, 1.0)
         predicted = getattr(self.policy, "last_predicted_min_soc", math.nan)
         t.PREDICTED_MIN_SOC = predicted
         t.PLAN_WORKERS = self.plan.workers
         t.SHEDS = self._sheds & 0xFFFF_FFFF
         t.EPS_ERRORS = self._eps_errors & 0xFFFF_FFFF
-
-    def _until(self, now_tai: float, illumination: float) -> float:
-        for segment in self._segments(now_tai):
-            if segment.illumination == illumination:
-                return max(segment.start_s - now_tai, 0.0)
-        return math.nan
 
     # -- simulated sensors (a test bench) ----------------------------------------------------------
 
@@ -518,3 +512,12 @@ class Power(Component):
         if self.reading is None:
             raise CommandError("no EPS reading yet: the estimate starts with the first one")
         self.counter.set(soc)
+
+
+def _until(outlook: Outlook, illumination: float) -> float:
+    """Seconds until the forecast's next stretch with `illumination` (0 inside one); NaN when
+    there is no forecast or none within its horizon."""
+    for segment in outlook.segments:
+        if segment.illumination == illumination:
+            return max(segment.start_s - outlook.now_s, 0.0)
+    return math.nan

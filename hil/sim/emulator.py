@@ -28,18 +28,11 @@ from typing import Any
 from flight.link.memory import MemoryLink
 from flight.orbit import GroundSite, Orbit, positions_of
 from flight.payload import Payload
-from flight.power import EpsReading, SimulatedEps
+from flight.power import SimulatedEps
 from flight.runtime.bus import Overflow, Subscription, SubscriptionClosed
 from flight.runtime.clock import MissionClock
 from flight.runtime.config import (
-    DownlinkSection,
-    HousekeepingSection,
     NodeConfig,
-    NodeSection,
-    OrbitSection,
-    PayloadSection,
-    PowerSection,
-    TimeSection,
 )
 from flight.runtime.main import compute_components
 from flight.runtime.node import Node
@@ -48,10 +41,16 @@ from flight.runtime.services import EventRecord
 from ground.archive import Archive
 from ground.dictionary import Dictionary
 from ground.station import GroundStation
-from hil.env import Battery, PowerSystem, SatelliteEnvironment, SolarArray
+from hil.env import SatelliteEnvironment
 from hil.sim.constellation import walker_delta
 from hil.sim.geometry import contact_mask
-from hil.sim.power import ARRAY_EFFICIENCY, SCENARIO_EPOCH_UNIX_S, PowerScenario
+from hil.sim.power import (
+    SCENARIO_EPOCH_UNIX_S,
+    PowerScenario,
+    node_config,
+    physics_eps,
+    satellite_environment,
+)
 
 EVENT_QUEUE_DEPTH = 4_096
 """Onboard events a node may raise between two geometry steps before the log counts drops."""
@@ -188,6 +187,10 @@ class Satellite:
         self._reboot_off_s: float | None = None
         self._sequence = 0
 
+    def payload_power_w(self) -> float:
+        """What the node's payload draws now (nothing before the node has booted)."""
+        return 0.0 if self.payload is None else self.payload.power_w()
+
     def next_sequence(self) -> int:
         self._sequence += 1
         return self._sequence
@@ -317,66 +320,32 @@ class Emulator:
     # -- one satellite -----------------------------------------------------------------------------
 
     def _environment(self, satellite: Satellite) -> SatelliteEnvironment:
-        spec = self.scenario.satellite
-        solar = SolarArray(
-            area_m2=spec.solar_power_w / (1361.0 * ARRAY_EFFICIENCY), efficiency=ARRAY_EFFICIENCY
-        )
-        return SatelliteEnvironment(
+        return satellite_environment(
+            self.scenario.satellite,
             satellite.orbit,
-            PowerSystem(
-                solar, Battery.from_wh(spec.battery_wh, spec.initial_soc), spec.bus_power_w
-            ),
-            attitude="sun_pointing",
-            payload_power_w=lambda: (
-                0.0 if satellite.payload is None else satellite.payload.power_w()
-            ),
-            start_unix_s=self.scenario.epoch_unix_s,
-            soc_floors=(spec.floor_soc,),
+            satellite.payload_power_w,
         )
 
     def _config(self, satellite: Satellite) -> NodeConfig:
-        spec = self.scenario.satellite
-        line1, line2 = satellite.orbit.tle
-        return NodeConfig(
-            source=f"<emulator {satellite.name}>",
-            node=NodeSection(name=satellite.name, state_dir=satellite.state_dir),
-            time=TimeSection(epoch_tai_s=self._epoch_tai_s),
-            housekeeping=HousekeepingSection(interval_ms=self.scenario.housekeeping_interval_ms),
-            downlink=DownlinkSection(store_packets=self.scenario.store_packets),
-            orbit=OrbitSection(tle_line1=line1, tle_line2=line2),
-            power=PowerSection(
-                eps="simulated",
-                policy="energy_aware",
-                capacity_wh=spec.battery_wh,
-                floor_soc=spec.floor_soc,
-                bus_power_w=spec.bus_power_w,
-                solar_power_w=spec.solar_power_w,
-            ),
-            payload=PayloadSection(
-                max_workers=spec.max_workers,
-                batch_tiles=spec.batch_tiles,
-                idle_power_w=spec.payload_idle_w,
-                busy_power_w=spec.payload_busy_w,
-                simulated_tile_time_s=spec.tile_time_s,
-            ),
+        return node_config(
+            self.scenario.satellite,
+            satellite.orbit,
+            satellite.state_dir,
+            name=satellite.name,
+            epoch_tai_s=self._epoch_tai_s,
+            housekeeping_interval_ms=self.scenario.housekeeping_interval_ms,
+            store_packets=self.scenario.store_packets,
         )
 
     def _eps(self, satellite: Satellite) -> SimulatedEps:
         environment = satellite.environment
-        assert environment is not None
-        last: list[Any] = [math.nan, math.nan, None]  # loop time, payload power, reading
-
-        def read_eps() -> EpsReading:
-            # As hil.sim.power: the physics moves on each second, and at once when the payload's
-            # load changes, so the 10 Hz protection sees what it must at a tenth of the cost.
-            assert self._loop is not None and satellite.payload is not None
-            now, payload_w = self._loop.time(), satellite.payload.power_w()
-            if not (now - last[0] < 1.0 and payload_w == last[1]):
-                environment.advance(self.unix_now())
-                last[:] = [now, payload_w, environment.reading()]
-            return last[2]
-
-        return SimulatedEps(read_eps)
+        assert environment is not None and self._loop is not None
+        return physics_eps(
+            environment,
+            loop_time=self._loop.time,
+            unix_time=self.unix_now,
+            payload_power_w=satellite.payload_power_w,
+        )
 
     async def _live(self, satellite: Satellite, started: "asyncio.Future[None]") -> None:
         """The satellite's node, booted again on its state directory after each reboot."""

@@ -164,18 +164,31 @@ def imaging_jobs(scenario: PowerScenario, orbit: Orbit) -> list[ImagingJob]:
     return jobs
 
 
-def node_config(scenario: PowerScenario, orbit: Orbit, state_dir: Path, policy: str) -> NodeConfig:
+def node_config(
+    scenario: PowerScenario,
+    orbit: Orbit,
+    state_dir: Path,
+    *,
+    name: str = "sat1",
+    epoch_tai_s: float | None = None,
+    housekeeping_interval_ms: int = 60_000,
+    store_packets: int = 2_000,
+) -> NodeConfig:
+    """The node.toml of a simulated satellite of `scenario` (the emulator's too): a simulated
+    EPS, the energy-aware policy (a run may swap it), the scenario's payload and its own TLE."""
     line1, line2 = orbit.tle
+    if epoch_tai_s is None:
+        epoch_tai_s = MissionClock.tai_from_unix(scenario.epoch_unix_s)
     return NodeConfig(
-        source=f"<power scenario beta {scenario.beta_deg:g}>",
-        node=NodeSection(name="sat1", state_dir=state_dir),
-        time=TimeSection(epoch_tai_s=MissionClock.tai_from_unix(scenario.epoch_unix_s)),
-        housekeeping=HousekeepingSection(interval_ms=60_000),
-        downlink=DownlinkSection(store_packets=2_000),
+        source=f"<simulated {name}, beta {scenario.beta_deg:g}>",
+        node=NodeSection(name=name, state_dir=state_dir),
+        time=TimeSection(epoch_tai_s=epoch_tai_s),
+        housekeeping=HousekeepingSection(interval_ms=housekeeping_interval_ms),
+        downlink=DownlinkSection(store_packets=store_packets),
         orbit=OrbitSection(tle_line1=line1, tle_line2=line2),
         power=PowerSection(
             eps="simulated",
-            policy=policy if policy in POLICIES else "energy_aware",
+            policy="energy_aware",
             capacity_wh=scenario.battery_wh,
             floor_soc=scenario.floor_soc,
             bus_power_w=scenario.bus_power_w,
@@ -191,6 +204,51 @@ def node_config(scenario: PowerScenario, orbit: Orbit, state_dir: Path, policy: 
     )
 
 
+def satellite_environment(
+    scenario: PowerScenario, orbit: Orbit, payload_power_w: Callable[[], float]
+) -> SatelliteEnvironment:
+    """The physics of one satellite of `scenario`: a sun-pointing array giving its sunlit
+    harvest, its battery and bus, the payload's power as the node reports it."""
+    solar = SolarArray(
+        area_m2=scenario.solar_power_w / (1361.0 * ARRAY_EFFICIENCY), efficiency=ARRAY_EFFICIENCY
+    )
+    return SatelliteEnvironment(
+        orbit,
+        PowerSystem(
+            solar,
+            Battery.from_wh(scenario.battery_wh, scenario.initial_soc),
+            scenario.bus_power_w,
+        ),
+        attitude="sun_pointing",
+        payload_power_w=payload_power_w,
+        start_unix_s=scenario.epoch_unix_s,
+        soc_floors=(scenario.floor_soc,),
+    )
+
+
+def physics_eps(
+    environment: SatelliteEnvironment,
+    *,
+    loop_time: Callable[[], float],
+    unix_time: Callable[[], float],
+    payload_power_w: Callable[[], float],
+) -> SimulatedEps:
+    """A simulated EPS reading `environment`. The physics moves on each second, and at once
+    when the payload's load changes (its current drops the battery voltage): the 10 Hz
+    protection sees what it must, and a day costs 86,400 steps of the physics, not 864,000."""
+    last: tuple[float, float, EpsReading | None] = (math.nan, math.nan, None)
+
+    def read() -> EpsReading:
+        nonlocal last
+        now, payload_w = loop_time(), payload_power_w()
+        if not (now - last[0] < 1.0 and payload_w == last[1]) or last[2] is None:
+            environment.advance(unix_time())
+            last = (now, payload_w, environment.reading())
+        return last[2]
+
+    return SimulatedEps(read)
+
+
 def run_policy(
     scenario: PowerScenario, choice: PolicyChoice, state_dir: Path | None = None
 ) -> PowerResult:
@@ -204,41 +262,22 @@ def run_policy(
 async def _run(scenario: PowerScenario, choice: PolicyChoice, state_dir: Path) -> PowerResult:
     orbit = scenario.orbit()
     jobs = imaging_jobs(scenario, orbit)
-    solar = SolarArray(
-        area_m2=scenario.solar_power_w / (1361.0 * ARRAY_EFFICIENCY), efficiency=ARRAY_EFFICIENCY
-    )
-    environment = SatelliteEnvironment(
-        orbit,
-        PowerSystem(
-            solar,
-            Battery.from_wh(scenario.battery_wh, scenario.initial_soc),
-            scenario.bus_power_w,
-        ),
-        attitude="sun_pointing",
-        payload_power_w=lambda: payload.power_w(),  # the node's payload, made below
-        start_unix_s=scenario.epoch_unix_s,
-        soc_floors=(scenario.floor_soc,),
-    )
+    # The payload is made below; the physics asks it for its power only once the node runs.
+    environment = satellite_environment(scenario, orbit, lambda: payload.power_w())
     loop = asyncio.get_running_loop()
     start_loop_s = loop.time()
 
     def unix_now() -> float:
         return scenario.epoch_unix_s + (loop.time() - start_loop_s)
 
-    last: list = [math.nan, math.nan, None]  # loop time, payload power, reading
-
-    def read_eps() -> EpsReading:
-        # The physics moves on each second, and at once when the payload's load changes (its
-        # current drops the battery voltage): the 10 Hz protection sees what it must, and a
-        # day costs 86,400 steps of the physics, not 864,000.
-        now, payload_w = loop.time(), payload.power_w()
-        if not (now - last[0] < 1.0 and payload_w == last[1]):
-            environment.advance(unix_now())
-            last[:] = [now, payload_w, environment.reading()]
-        return last[2]
-
-    config = node_config(scenario, orbit, state_dir, choice.label)
-    components = compute_components(config, eps=SimulatedEps(read_eps))
+    config = node_config(scenario, orbit, state_dir)
+    eps = physics_eps(
+        environment,
+        loop_time=loop.time,
+        unix_time=unix_now,
+        payload_power_w=lambda: payload.power_w(),
+    )
+    components = compute_components(config, eps=eps)
     payload = next(c for _, c in components if isinstance(c, Payload))
     power = next(c for _, c in components if isinstance(c, Power))
     power.use_policy(choice.make())
