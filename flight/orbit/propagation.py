@@ -9,6 +9,7 @@ uplink, and every orbit, made up or tracked, goes through the same propagator.
 import datetime as dt
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -135,6 +136,11 @@ class Orbit:
     def __init__(self, satrec: Satrec, tle: tuple[str, str]) -> None:
         self._satrec = satrec
         self._tle = tle
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        # Satrec does not pickle; every Orbit is made from its TLE text, so that rebuilds it
+        # exactly (runs in worker processes need this).
+        return (Orbit.from_tle, self._tle)
 
     # --- construction ---------------------------------------------------------------------------
 

@@ -1,18 +1,19 @@
-"""The constellation emulator's core: N real flight nodes and their ground stations on one
-virtual-time loop, with ground contacts from geometry, physics per satellite, faults and a
-deterministic event log.
+"""The constellation emulator: N real flight nodes and their ground stations on one virtual-time
+loop, with ground contacts and inter-satellite links from geometry, physics per satellite, a
+workload, faults, and a deterministic event log.
 
     scenario = EmulatorScenario.walker(4, 2, 1, duration_s=7_200.0)
     async with Emulator(scenario, Path("out/run")) as emulator:   # on clock.run(..., virtual=True)
         await emulator.run()                                      # to scenario.duration_s
-    # out/run/events.jsonl, out/run/satNN/{state,ground}
+    result = emulator.result()    # hil.sim.results.RunResult; out/run/events.jsonl
 
-Everything onboard is the flight code unchanged (`compute_components`, `Node`); each node's EPS
-reads its own `hil.env.SatelliteEnvironment`, as `hil.sim.power` does for one satellite. Each
-satellite's ground link is a `MemoryLink` pair that the geometry task raises while the satellite
-is above a site's minimum elevation and drops otherwise, so the node stores its telemetry out of
-contact and plays it back when a pass begins. Each link has its own `GroundStation` (its own key),
-archiving under the run directory.
+Everything onboard is the flight code unchanged (`compute_components`, `Node`), configured with
+the scenario's cadence; each node's EPS reads its own `hil.env.SatelliteEnvironment`, as
+`hil.sim.power` does for one satellite. Each satellite's ground link is a `MemoryLink` pair that
+the geometry raises while the satellite is above a site's minimum elevation, so the node stores
+its telemetry out of contact and plays it back in the pass; each has its own `GroundStation`
+(its own key). The inter-satellite links are `hil.sim.links.IslNetwork`'s memory links, raised,
+dropped and delayed by the same geometry step, and the nodes route and offload over them.
 """
 
 import asyncio
@@ -20,131 +21,84 @@ import contextlib
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
+import random
+import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import numpy as np
+
 from flight.link.memory import MemoryLink
-from flight.orbit import GroundSite, Orbit, positions_of
-from flight.payload import Payload
+from flight.orbit import Orbit, illumination, positions_of, sun_position_m
+from flight.payload import JobState, Payload
 from flight.power import SimulatedEps
+from flight.power.component import Power
 from flight.runtime.bus import Overflow, Subscription, SubscriptionClosed
 from flight.runtime.clock import MissionClock
 from flight.runtime.config import (
+    DownlinkSection,
+    HousekeepingSection,
     NodeConfig,
+    RateGroupsSection,
 )
 from flight.runtime.main import compute_components
 from flight.runtime.node import Node
 from flight.runtime.resources import ResourceSample, ResourceSampler
 from flight.runtime.services import EventRecord
 from ground.archive import Archive
-from ground.dictionary import Dictionary
+from ground.dictionary import Dictionary, GroundError
 from ground.station import GroundStation
 from hil.env import SatelliteEnvironment
-from hil.sim.constellation import walker_delta
+from hil.models import cloud_mask_unet
 from hil.sim.geometry import contact_mask
 from hil.sim.power import (
-    SCENARIO_EPOCH_UNIX_S,
-    PowerScenario,
+    ImagingJob,
+    choice,
+    imaging_jobs,
     node_config,
     physics_eps,
     satellite_environment,
 )
+from hil.sim.results import OffloadFlow, Pass, RunResult, Sample, SatelliteSummary
+from hil.sim.scenario import (
+    BatteryFade,
+    CoreCrash,
+    EmulatorScenario,
+    Fault,
+    LinkDamage,
+    Reboot,
+)
+
+__all__ = [
+    "BatteryFade",
+    "CoreCrash",
+    "Emulator",
+    "EmulatorScenario",
+    "LinkDamage",
+    "Pass",
+    "Reboot",
+    "Satellite",
+    "passes_of",
+]
 
 EVENT_QUEUE_DEPTH = 4_096
 """Onboard events a node may raise between two geometry steps before the log counts drops."""
 
-DEFAULT_SITES = (
-    GroundSite("matera", 40.65, 16.70),
-    GroundSite("svalbard", 78.23, 15.39),
-)
+TILE_SHAPE = (1, 16, 16)
+"""One imaging tile for the emulator's cloud-mask model: small, so that the C core's real
+inference of every tile costs little wall time (virtual time is the scenario's tile time)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Reboot:
-    """At `at_s` (seconds after the start) satellite `sat` loses power for `off_s` and boots
-    again from its persisted state."""
-
-    at_s: float
-    sat: int
-    off_s: float = 1.0
+SYSTEMD_RESTART_S = 2.0
+"""deploy/penumbra.service's RestartSec: how long a crashed flight process stays down."""
 
 
-@dataclass(frozen=True, slots=True)
-class BatteryFade:
-    """At `at_s` satellite `sat`'s battery loses `fraction` of its capacity (0 <= fraction < 1)."""
-
-    at_s: float
-    sat: int
-    fraction: float
-
-
-Fault = Reboot | BatteryFade
-
-
-@dataclass(frozen=True, slots=True)
-class EmulatorScenario:
-    """What to run. `satellite` gives every satellite's power system and payload (its orbit,
-    beta and duration fields are not used: orbits come from `orbits`)."""
-
-    orbits: tuple[Orbit, ...]
-    sites: tuple[GroundSite, ...] = DEFAULT_SITES
-    duration_s: float = 7_200.0
-    epoch_unix_s: float = SCENARIO_EPOCH_UNIX_S
-    seed: int = 1
-    step_s: float = 10.0
-    faults: tuple[Fault, ...] = ()
-    satellite: PowerScenario = field(default_factory=PowerScenario)
-    housekeeping_interval_ms: int = 10_000
-    store_packets: int = 2_000
-
-    def __post_init__(self) -> None:
-        if not self.orbits:
-            raise ValueError("a scenario needs at least one satellite (orbits is empty)")
-        if not (math.isfinite(self.step_s) and self.step_s > 0.0):
-            raise ValueError(f"step_s must be a positive number of seconds, not {self.step_s}")
-        if not (math.isfinite(self.duration_s) and self.duration_s >= 0.0):
-            raise ValueError(f"duration_s must be >= 0 seconds, not {self.duration_s}")
-        for fault in self.faults:
-            if not 0 <= fault.sat < len(self.orbits):
-                raise ValueError(
-                    f"fault {fault}: satellite {fault.sat} is not one of 0..{len(self.orbits) - 1}"
-                )
-            if not (math.isfinite(fault.at_s) and fault.at_s >= 0.0):
-                raise ValueError(f"fault {fault}: at_s must be >= 0 seconds")
-            if isinstance(fault, BatteryFade) and not 0.0 <= fault.fraction < 1.0:
-                raise ValueError(f"fault {fault}: fraction must be in 0 <= fraction < 1")
-            if isinstance(fault, Reboot) and not (math.isfinite(fault.off_s) and fault.off_s >= 0):
-                raise ValueError(f"fault {fault}: off_s must be >= 0 seconds")
-
-    @classmethod
-    def walker(
-        cls,
-        total: int,
-        planes: int,
-        phasing: int,
-        *,
-        altitude_m: float = 550e3,
-        inclination_deg: float = 53.0,
-        epoch_unix_s: float = SCENARIO_EPOCH_UNIX_S,
-        **options: Any,
-    ) -> "EmulatorScenario":
-        """A Walker-delta constellation (`hil.sim.constellation.walker_delta`)."""
-        orbits = walker_delta(total, planes, phasing, altitude_m, inclination_deg, epoch_unix_s)
-        return cls(orbits=tuple(orbits), epoch_unix_s=epoch_unix_s, **options)
-
-
-@dataclass(frozen=True, slots=True)
-class Pass:
-    """One contact of one satellite: when (seconds after the start), over which sites, and how
-    many TM packets its station received meanwhile (None while the pass goes on)."""
-
-    sat: int
-    start_s: float
-    sites: tuple[str, ...]
-    end_s: float | None = None
-    tm_packets: int | None = None
+def address_of(sat: int) -> int:
+    """A satellite's ISL address (0 is not an address; contracts: index + 1)."""
+    return sat + 1
 
 
 class _FixedResources(ResourceSampler):
@@ -164,12 +118,12 @@ class _FixedResources(ResourceSampler):
 class Satellite:
     """One emulated satellite: its environment, node (replaced on reboot), links and station."""
 
-    def __init__(self, index: int, orbit: Orbit, run_dir: Path, seed: int) -> None:
+    def __init__(self, index: int, orbit: Orbit, run_dir: Path, state_root: Path, seed: int):
         self.index = index
         self.name = f"sat{index:02d}"
         self.orbit = orbit
         self.dir = run_dir / self.name
-        self.state_dir = self.dir / "state"
+        self.state_dir = state_root / self.name / "state"
         self.ground_dir = self.dir / "ground"
         # Simulation keys, reproducible from the seed; a real mission's keys are never derived.
         self.key = hashlib.sha256(f"penumbra-emulator:{seed}:{index}".encode()).digest()
@@ -183,7 +137,9 @@ class Satellite:
         self.passes: list[Pass] = []
         self.packets_at_start = 0  # the station's count when the current pass began
         self.events_dropped = 0
-        self._subscription: Subscription | None = None
+        self.jobs_submitted = 0
+        self.uplinks_failed = 0
+        self._subscriptions: list[Subscription] = []
         self._reboot_off_s: float | None = None
         self._sequence = 0
 
@@ -197,29 +153,52 @@ class Satellite:
 
 
 class Emulator:
-    """Runs `scenario` in `run_dir` on the running (virtual-time) loop; an async context manager.
+    """Runs `scenario` with one payload power `policy` (default: the scenario's first) in
+    `run_dir` on the running (virtual-time) loop; an async context manager.
 
-    Entering starts every node and station and the geometry and fault tasks; `run()` lets
-    virtual time pass to the scenario's end; leaving stops the nodes (each flushes what it can),
-    the stations and the links, and writes `<run_dir>/events.jsonl`.
+    Entering starts every node and station and the geometry, workload and fault tasks; `run()`
+    lets virtual time pass to the scenario's end; leaving stops the nodes (each flushes what it
+    can), the stations and the links, and writes `<run_dir>/events.jsonl`. `state_root` is
+    where the nodes keep their state (default `run_dir`; a tmpfs saves the disk's syncs).
+    `progress(virtual_s, duration_s, wall_s)` is called about once per wall second.
     """
 
-    def __init__(self, scenario: EmulatorScenario, run_dir: Path) -> None:
+    def __init__(
+        self,
+        scenario: EmulatorScenario,
+        run_dir: Path,
+        *,
+        policy: str | None = None,
+        state_root: Path | None = None,
+        progress: Callable[[float, float, float], None] | None = None,
+    ) -> None:
         self.scenario = scenario
+        self.policy = scenario.policies[0] if policy is None else policy
+        choice(self.policy)  # an unknown policy is refused before anything starts
         self.run_dir = Path(run_dir)
+        state_root = self.run_dir if state_root is None else Path(state_root)
         self.satellites = [
-            Satellite(index, orbit, self.run_dir, scenario.seed)
+            Satellite(index, orbit, self.run_dir, state_root, scenario.seed)
             for index, orbit in enumerate(scenario.orbits)
         ]
+        self.network: Any = None  # hil.sim.links.IslNetwork when the scenario has ISLs
+        self.samples: list[Sample] = []
+        self.flows: dict[str, OffloadFlow] = {}
         self.events: list[dict[str, Any]] = []  # in log order once the emulator has stopped
         self._entries: list[tuple[float, int, int, dict[str, Any]]] = []
+        self._faults = scenario.all_faults()
+        self._progress = progress
         self._stack = contextlib.AsyncExitStack()
         self._group: asyncio.TaskGroup | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._lives: list[asyncio.Task[None]] = []
         self._stopping = False
         self._start_loop_s = 0.0
         self._epoch_tai_s = 0.0
+        self._wall_start_s = 0.0
+        self._wall_s: float | None = None
+        self._last_progress_s = 0.0
+        self._model_path = self.run_dir / "cloud_mask.onnx"
+        self._model_sha256 = ""
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- time ------------------------------------------------------------------------------------
@@ -248,6 +227,7 @@ class Emulator:
 
     async def _start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._wall_start_s = time.perf_counter()
         self._start_loop_s = self._loop.time()
         # A node's mission clock reads its epoch at loop time 0: shift it so that mission time
         # is the scenario's epoch at the emulator's start, wherever the loop's clock stands.
@@ -255,6 +235,18 @@ class Emulator:
             self._start_loop_s
         )
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._write_model()
+        if self._has_isl():
+            from hil.sim.links import IslNetwork
+
+            self.network = await self._stack.enter_async_context(
+                IslNetwork(
+                    self.scenario.isl,
+                    self.scenario.plane_of,
+                    self.scenario.seed,
+                    address_of=address_of,
+                )
+            )
         for satellite in self.satellites:
             satellite.state_dir.mkdir(parents=True, exist_ok=True)
             satellite.ground_dir.mkdir(parents=True, exist_ok=True)
@@ -267,9 +259,7 @@ class Emulator:
         self._stack.push_async_exit(self._group.__aexit__)
         for satellite in self.satellites:
             started: asyncio.Future[None] = self._loop.create_future()
-            self._lives.append(
-                self._group.create_task(self._live(satellite, started), name=satellite.name)
-            )
+            self._group.create_task(self._live(satellite, started), name=satellite.name)
             await started
         for satellite in self.satellites:
             assert satellite.node is not None
@@ -287,9 +277,19 @@ class Emulator:
                 )
             )
         self._step()
-        self._tasks.append(self._group.create_task(self._geometry(), name="geometry"))
-        for number, fault in enumerate(self.scenario.faults):
-            self._tasks.append(self._group.create_task(self._fault(fault), name=f"fault{number}"))
+        self._sample()
+        self._spawn(self._geometry(), "geometry")
+        for number, fault in enumerate(self._faults):
+            self._spawn(self._fault(fault), f"fault{number}")
+        for satellite in self.satellites:
+            self._spawn(self._imaging(satellite), f"{satellite.name} imaging")
+
+    def _spawn(self, coroutine: Any, name: str) -> None:
+        assert self._group is not None
+        self._tasks.append(self._group.create_task(coroutine, name=name))
+
+    def _has_isl(self) -> bool:
+        return self.scenario.isl.enabled and len(self.satellites) > 1
 
     async def __aexit__(
         self,
@@ -298,6 +298,8 @@ class Emulator:
         tb: TracebackType | None,
     ) -> None:
         self._stopping = True
+        if exc is None and self._loop is not None:
+            self._sample_all()  # the end state, before the nodes stop
         for task in self._tasks:
             task.cancel()
         for satellite in self.satellites:
@@ -306,6 +308,7 @@ class Emulator:
         try:
             await self._stack.aclose()
         finally:
+            self._wall_s = time.perf_counter() - self._wall_start_s
             self._close_passes()
             self._write_log()
 
@@ -327,15 +330,46 @@ class Emulator:
         )
 
     def _config(self, satellite: Satellite) -> NodeConfig:
-        return node_config(
+        cadence = self.scenario.cadence
+        config = node_config(
             self.scenario.satellite,
             satellite.orbit,
             satellite.state_dir,
             name=satellite.name,
             epoch_tai_s=self._epoch_tai_s,
-            housekeeping_interval_ms=self.scenario.housekeeping_interval_ms,
+            housekeeping_interval_ms=round(cadence.housekeeping_interval_s * 1000),
             store_packets=self.scenario.store_packets,
         )
+        config = replace(
+            config,
+            rate_groups=RateGroupsSection(tick_hz=cadence.tick_hz),
+            housekeeping=HousekeepingSection(
+                interval_ms=round(cadence.housekeeping_interval_s * 1000)
+            ),
+            downlink=DownlinkSection(
+                store_packets=self.scenario.store_packets,
+                idle_frame_period_s=cadence.idle_frame_period_s,
+            ),
+            power=replace(config.power, policy=self._policy_name()),
+        )
+        if self._has_isl():
+            from flight.runtime.config import IslSection
+
+            config = replace(
+                config,
+                isl=IslSection(
+                    address=address_of(satellite.index),
+                    beacon_period_s=self.scenario.isl.beacon_period_s,
+                ),
+                orbit=replace(config.orbit, ground_sites=tuple(self.scenario.sites)),
+            )
+        return config
+
+    def _policy_name(self) -> str:
+        """The node.toml name of the run's policy (parametrised baselines are set after boot)."""
+        from flight.power.governor import POLICIES
+
+        return self.policy if self.policy in POLICIES else "energy_aware"
 
     def _eps(self, satellite: Satellite) -> SimulatedEps:
         environment = satellite.environment
@@ -347,12 +381,24 @@ class Emulator:
             payload_power_w=satellite.payload_power_w,
         )
 
+    def _components(self, satellite: Satellite, config: NodeConfig) -> list[Any]:
+        if self.network is None:
+            return compute_components(config, eps=self._eps(satellite))
+        return compute_components(
+            config,
+            eps=self._eps(satellite),
+            isl_links=self.network.links_of(satellite.index),
+            contact_plan=self.network.contact_plan,
+        )
+
     async def _live(self, satellite: Satellite, started: "asyncio.Future[None]") -> None:
         """The satellite's node, booted again on its state directory after each reboot."""
         while True:
             config = self._config(satellite)
-            components = compute_components(config, eps=self._eps(satellite))
+            components = self._components(satellite, config)
             payload = next(c for _, c in components if isinstance(c, Payload))
+            power = next(c for _, c in components if isinstance(c, Power))
+            power.use_policy(choice(self.policy).make())
             node = Node(
                 config,
                 link=satellite.flight_link,
@@ -361,13 +407,12 @@ class Emulator:
                 sampler=_FixedResources(satellite.state_dir),
             )
             # Before the node starts, so that its boot events are in the log.
-            subscription = node.bus.subscribe(
-                "event",
-                name="emulator",
-                depth=EVENT_QUEUE_DEPTH,
-                overflow=Overflow.DROP_NEWEST,
-            )
-            satellite._subscription = subscription
+            satellite._subscriptions = [
+                node.bus.subscribe(
+                    topic, name="emulator", depth=EVENT_QUEUE_DEPTH, overflow=Overflow.DROP_NEWEST
+                )
+                for topic in ("event", "offload")
+            ]
             satellite.payload = payload
             try:
                 try:
@@ -376,6 +421,12 @@ class Emulator:
                         assert node.boot_count is not None
                         satellite.boots.append(node.boot_count)
                         self._log(satellite, "boot", boot_count=node.boot_count)
+                        node.health.set_parameter(
+                            node.health.PING_PERIOD_MS,
+                            round(self.scenario.cadence.ping_period_s * 1000),
+                        )
+                        if node.boot_count == 0:  # loaded before launch
+                            await payload.add_model(self._model_path, self._model_sha256)
                         if not started.done():
                             started.set_result(None)
                         await node.run()
@@ -399,22 +450,125 @@ class Emulator:
             if self._stopping:
                 return
 
+    # -- workload ----------------------------------------------------------------------------------
+
+    def _write_model(self) -> None:
+        model = cloud_mask_unet(
+            input_size=TILE_SHAPE[1], in_channels=TILE_SHAPE[0], base_channels=4, depth=2
+        ).SerializeToString()
+        self._model_path.write_bytes(model)
+        self._model_sha256 = hashlib.sha256(model).hexdigest()
+
+    def _jobs_of(self, satellite: Satellite) -> list[ImagingJob]:
+        workload = self.scenario.workload
+        if workload.imaging_jobs_per_sunlit_hour == 0.0:
+            return []
+        per_satellite = replace(
+            self.scenario.satellite,
+            seed=self.scenario.seed * 100_003 + satellite.index,
+            duration_s=self.scenario.duration_s,
+            epoch_unix_s=self.scenario.epoch_unix_s,
+            jobs_per_sunlit_hour=workload.imaging_jobs_per_sunlit_hour,
+            tiles_per_job=workload.tiles_per_job,
+            deadline_after_s=workload.deadline_after_s,
+        )
+        return imaging_jobs(per_satellite, satellite.orbit)
+
+    def _energy_per_tile_j(self) -> float:
+        s = self.scenario.satellite
+        return s.tile_time_s * (s.payload_busy_w - s.payload_idle_w) / s.max_workers
+
+    async def _imaging(self, satellite: Satellite) -> None:
+        """The satellite's imaging pipeline: seeded jobs made while sunlit, submitted onboard
+        (lost, like the camera's frames, while the node is off)."""
+        rng = np.random.default_rng([self.scenario.seed, satellite.index, 7])
+        for job in self._jobs_of(satellite):
+            await self.run_until(job.arrival_s)
+            tiles = rng.standard_normal((job.tiles, *TILE_SHAPE)).astype(np.float32)
+            if satellite.payload is None or satellite.node is None:
+                self._log(satellite, "imaging_lost", reason="node off")
+                continue
+            satellite.jobs_submitted += 1
+            satellite.payload.submit_tiles(
+                self._model_sha256,
+                tiles,
+                priority=job.priority,
+                deadline_tai_s=MissionClock.tai_from_unix(self.scenario.epoch_unix_s)
+                + job.deadline_s,
+                value=job.value,
+                energy_estimate_j=job.tiles * self._energy_per_tile_j(),
+            )
+
+    async def _uplink_jobs(self, satellite: Satellite, count: int, pass_number: int) -> None:
+        """Jobs the ground sends during a pass: the tiles by file, then payload.SUBMIT; one that
+        the pass cannot carry is logged as failed (the ground would try the next pass)."""
+        station = satellite.station
+        assert station is not None
+        rng = np.random.default_rng([self.scenario.seed, satellite.index, pass_number, 11])
+        workload = self.scenario.workload
+        for number in range(count):
+            name = f"uplink_{pass_number}_{number}.npy"
+            low, high = workload.tiles_per_job
+            count_tiles = int(rng.integers(low, high + 1))
+            tiles = rng.standard_normal((count_tiles, *TILE_SHAPE)).astype(np.float32)
+            path = satellite.ground_dir / name
+            np.save(path, tiles)
+            deadline_s = self.now_s() + float(rng.uniform(*workload.deadline_after_s))
+            try:
+                async with asyncio.timeout(600.0):
+                    await station.put_file(path, name)
+                    await station.send_command(
+                        "payload.SUBMIT",
+                        model_sha256=self._model_sha256,
+                        input_name=name,
+                        priority=int(rng.integers(0, 4)),
+                        deadline_tai_s=MissionClock.tai_from_unix(self.scenario.epoch_unix_s)
+                        + deadline_s,
+                        value=float(rng.choice([1.0, 2.0, 5.0, 10.0])),
+                        energy_estimate_j=len(tiles) * self._energy_per_tile_j(),
+                    )
+            except (TimeoutError, GroundError) as error:  # the pass ended, or the node refused
+                satellite.uplinks_failed += 1
+                self._log(satellite, "uplink_failed", job=name, reason=str(error)[:120])
+                return
+            satellite.jobs_submitted += 1
+            self._log(satellite, "uplinked", job=name, tiles=len(tiles))
+
     # -- geometry, faults --------------------------------------------------------------------------
 
     async def _geometry(self) -> None:
         assert self._loop is not None
         step = 0
+        next_sample_s = self.scenario.sample_period_s
         while True:
             step += 1
             # Steps at exact multiples of step_s: no drift from summing sleeps.
-            await asyncio.sleep(max(step * self.scenario.step_s - self.now_s(), 0.0))
+            await self.run_until(step * self.scenario.step_s)
             self._step()
+            if self.now_s() >= next_sample_s - 1e-9:
+                self._sample()
+                next_sample_s += self.scenario.sample_period_s
+            self._report_progress()
+
+    def _report_progress(self) -> None:
+        if self._progress is None:
+            return
+        wall_s = time.perf_counter() - self._wall_start_s
+        if wall_s - self._last_progress_s >= 1.0:
+            self._last_progress_s = wall_s
+            self._progress(self.now_s(), self.scenario.duration_s, wall_s)
 
     def _step(self) -> None:
         for satellite in self.satellites:
             self._drain(satellite)
         t_unix = self.unix_now()
         positions = positions_of(list(self.scenario.orbits), t_unix)
+        if self.network is not None:
+            for change in self.network.update(positions, self.now_s()):
+                a = self.satellites[change.a]
+                self._log(
+                    a, "isl_up" if change.up else "isl_down", peer=change.b, reason=change.reason
+                )
         visible = contact_mask(positions, t_unix, list(self.scenario.sites))
         names = [site.name for site in self.scenario.sites]
         for satellite, row in zip(self.satellites, visible, strict=True):
@@ -428,9 +582,20 @@ class Emulator:
                 satellite.passes.append(Pass(satellite.index, now, sites))
                 satellite.packets_at_start = self._packets(satellite)
                 self._log(satellite, "contact_start", sites=list(sites))
+                self._plan_uplinks(satellite)
             else:
                 self._end_pass(satellite, now)
             satellite.flight_link.set_up(up)
+
+    def _plan_uplinks(self, satellite: Satellite) -> None:
+        mean = self.scenario.workload.uplinked_jobs_per_pass
+        if mean <= 0.0 or satellite.station is None or self._stopping:
+            return
+        number = len(satellite.passes)
+        rng = random.Random(f"uplinks:{self.scenario.seed}:{satellite.index}:{number}")
+        count = _poisson(rng, mean)
+        if count:
+            self._spawn(self._uplink_jobs(satellite, count, number), f"{satellite.name} uplink")
 
     def _packets(self, satellite: Satellite) -> int:
         return 0 if satellite.station is None else satellite.station.counters.packets_received
@@ -447,18 +612,146 @@ class Emulator:
                 self._end_pass(satellite, self.now_s())
 
     async def _fault(self, fault: Fault) -> None:
-        await asyncio.sleep(max(fault.at_s - self.now_s(), 0.0))
+        await self.run_until(fault.at_s)
+        if isinstance(fault, LinkDamage):
+            await self._damage(fault)
+            return
         satellite = self.satellites[fault.sat]
         if isinstance(fault, Reboot):
             self._log(satellite, "fault", fault="reboot", off_s=fault.off_s)
             if satellite.node is not None:  # already off: a reboot of a dead node does nothing
                 satellite._reboot_off_s = fault.off_s
                 satellite.node.request_stop()
-        else:
+        elif isinstance(fault, BatteryFade):
             assert satellite.environment is not None
             satellite.environment.advance(self.unix_now())  # the fade applies from now on
             satellite.environment.power.battery.fade(fault.fraction)
             self._log(satellite, "fault", fault="battery_fade", fraction=fault.fraction)
+        elif isinstance(fault, CoreCrash):
+            # The C core runs in the flight process: a crash in it (a segfault in a cffi call)
+            # takes the process down, and systemd starts it again (deploy/penumbra.service).
+            busy = 0 if satellite.payload is None else satellite.payload.busy_workers
+            self._log(satellite, "fault", fault="core_crash", busy_workers=busy)
+            if satellite.node is not None:
+                satellite._reboot_off_s = SYSTEMD_RESTART_S
+                satellite.node.request_stop()
+
+    async def _damage(self, fault: LinkDamage) -> None:
+        if self.network is None:
+            return
+        rng = random.Random(f"damage:{self.scenario.seed}:{fault.at_s}")
+        pairs = self.network.damage(fault.fraction, rng)
+        self._log_global("fault", fault="link_damage", fraction=fault.fraction, links=len(pairs))
+        if fault.duration_s is None:
+            return
+        await self.run_until(fault.at_s + fault.duration_s)
+        self.network.repair(pairs)
+        self._log_global("fault_cleared", fault="link_damage", links=len(pairs))
+
+    # -- samples and results ---------------------------------------------------------------------
+
+    def _sample(self) -> None:
+        t_unix = self.unix_now()
+        now = self.now_s()
+        positions = positions_of(list(self.scenario.orbits), t_unix)
+        lit = illumination(positions, sun_position_m(np.array([t_unix]))[0])
+        for satellite, light in zip(self.satellites, np.atleast_1d(lit), strict=True):
+            environment = satellite.environment
+            assert environment is not None
+            state = environment.advance(t_unix)
+            queued, done, missed = self._job_counts(satellite)
+            self.samples.append(
+                Sample(
+                    t_s=round(now, 6),
+                    sat=satellite.index,
+                    soc=state.soc,
+                    illumination=float(light),
+                    contact=satellite.in_contact,
+                    payload_power_w=satellite.payload_power_w(),
+                    jobs_queued=queued,
+                    jobs_done=done,
+                    jobs_missed=missed,
+                    isl_links_up=0
+                    if self.network is None
+                    else self.network.links_up(satellite.index),
+                    isl_octets_sent=(
+                        0 if self.network is None else self.network.octets_sent(satellite.index)
+                    ),
+                )
+            )
+
+    def _sample_all(self) -> None:
+        if not self.samples or self.samples[-1].t_s < round(self.now_s(), 6):
+            self._sample()
+
+    def _job_counts(self, satellite: Satellite) -> tuple[int, int, int]:
+        """(queued, done, missed) of the jobs this satellite's payload holds now."""
+        payload = satellite.payload
+        if payload is None:
+            last = [s for s in self.samples if s.sat == satellite.index][-1:]
+            return (
+                (last[0].jobs_queued, last[0].jobs_done, last[0].jobs_missed) if last else (0, 0, 0)
+            )
+        now_tai = MissionClock.tai_from_unix(self.unix_now())
+        queued = done = missed = 0
+        for job in payload.jobs():
+            if job.state is JobState.DONE:
+                done += 1
+            elif _offloaded(job.state):
+                continue
+            elif job.state is JobState.EXPIRED or job.deadline_tai_s <= now_tai:
+                missed += 1
+            elif not job.state.final:
+                queued += 1
+        return queued, done, missed
+
+    def result(self) -> RunResult:
+        """What the run produced (after leaving the context)."""
+        assert self._wall_s is not None, "result() is for after the emulator has stopped"
+        last = {s.sat: s for s in self.samples}
+        flows = tuple(sorted(self.flows.values(), key=lambda f: (f.bound_s, f.job)))
+        summaries = []
+        for satellite in self.satellites:
+            rows = [s for s in self.samples if s.sat == satellite.index]
+            environment = satellite.environment
+            assert environment is not None
+            end = last.get(satellite.index)
+            summaries.append(
+                SatelliteSummary(
+                    sat=satellite.index,
+                    name=satellite.name,
+                    boots=len(satellite.boots),
+                    jobs_submitted=satellite.jobs_submitted,
+                    jobs_done=0 if end is None else end.jobs_done,
+                    jobs_missed=0 if end is None else end.jobs_missed,
+                    jobs_offloaded=sum(1 for f in flows if f.origin == satellite.index),
+                    jobs_run_for_others=sum(
+                        1
+                        for f in flows
+                        if f.executor == satellite.index and f.status == "completed"
+                    ),
+                    results_held=sum(1 for f in flows if f.holder == satellite.index),
+                    min_soc=min((s.soc for s in rows), default=math.nan),
+                    time_below_floor_s=environment.time_below_s(self.scenario.satellite.floor_soc),
+                    passes=len(satellite.passes),
+                    tm_packets=sum(p.tm_packets or 0 for p in satellite.passes),
+                    isl_octets_sent=0 if end is None else end.isl_octets_sent,
+                    events_dropped=satellite.events_dropped,
+                )
+            )
+        return RunResult(
+            scenario=self.scenario.name,
+            policy=self.policy,
+            satellites=len(self.satellites),
+            duration_s=self.scenario.duration_s,
+            wall_s=self._wall_s,
+            floor_soc=self.scenario.satellite.floor_soc,
+            samples=tuple(self.samples),
+            passes=tuple(passes_of(self)),
+            offloads=flows,
+            summaries=tuple(summaries),
+            run_dir=self.run_dir,
+        )
 
     # -- the event log -----------------------------------------------------------------------------
 
@@ -469,29 +762,63 @@ class Emulator:
         entry = {"t": round(t, 6), "sat": satellite.index, "kind": kind, **fields}
         self._entries.append((entry["t"], satellite.index, satellite.next_sequence(), entry))
 
+    def _log_global(self, kind: str, **fields: Any) -> None:
+        """An entry about the whole constellation (sat -1)."""
+        t = round(self.now_s(), 6)
+        entry = {"t": t, "sat": -1, "kind": kind, **fields}
+        self._entries.append((t, -1, len(self._entries), entry))
+
     def _drain(self, satellite: Satellite) -> None:
-        subscription = satellite._subscription
-        if subscription is None:
-            return
-        while True:
-            try:
-                record: EventRecord = subscription.get_nowait()
-            except (asyncio.QueueEmpty, SubscriptionClosed):
-                break
-            self._log(
-                satellite,
-                "event",
-                t_s=record.time_s - self._start_loop_s,
-                component=record.component,
-                name=record.name,
-                severity=record.severity.name,
-                text=record.text,
+        for subscription in satellite._subscriptions:
+            while True:
+                try:
+                    record = subscription.get_nowait()
+                except (asyncio.QueueEmpty, SubscriptionClosed):
+                    break
+                if isinstance(record, EventRecord):
+                    self._log(
+                        satellite,
+                        "event",
+                        t_s=record.time_s - self._start_loop_s,
+                        component=record.component,
+                        name=record.name,
+                        severity=record.severity.name,
+                        text=record.text,
+                    )
+                else:
+                    self._offload(satellite, record)
+        dropped = sum(s.dropped for s in satellite._subscriptions)
+        if dropped > satellite.events_dropped:
+            self._log(satellite, "events_dropped", count=dropped - satellite.events_dropped)
+            satellite.events_dropped = dropped
+
+    def _offload(self, satellite: Satellite, record: Any) -> None:
+        """An offload record (flight.isl.component.OffloadRecord) into the flows and the log."""
+        t = record.time_s - self._start_loop_s
+        sat_of = {address_of(s.index): s.index for s in self.satellites}
+        self._log(
+            satellite,
+            "offload",
+            t_s=t,
+            record=record.kind,
+            job=record.job,
+            origin=sat_of.get(record.origin),
+            executor=sat_of.get(record.executor),
+            holder=sat_of.get(record.holder) if record.holder is not None else None,
+            status=record.status,
+        )
+        flow = self.flows.get(record.job)
+        if record.kind == "bound":
+            self.flows[record.job] = OffloadFlow(
+                job=record.job,
+                origin=sat_of.get(record.origin, -1),
+                executor=sat_of.get(record.executor, -1),
+                bound_s=round(t, 6),
             )
-        if subscription.dropped > satellite.events_dropped:
-            self._log(
-                satellite, "events_dropped", count=subscription.dropped - satellite.events_dropped
-            )
-            satellite.events_dropped = subscription.dropped
+        elif flow is not None and record.kind == "result_stored":
+            self.flows[record.job] = replace(flow, holder=satellite.index)
+        elif flow is not None and record.kind == "closed":
+            self.flows[record.job] = replace(flow, status=record.status, closed_s=round(t, 6))
 
     def _write_log(self) -> None:
         # Sorted by (time, satellite, order within the satellite): the order in which the loop
@@ -502,6 +829,20 @@ class Emulator:
         with path.open("w", encoding="utf-8") as out:
             for entry in self.events:
                 out.write(json.dumps(entry, allow_nan=True) + "\n")
+
+
+def _offloaded(state: JobState) -> bool:
+    """A job handed to another satellite (the payload's OFFLOADED state, once it has one)."""
+    return state.name == "OFFLOADED"
+
+
+def _poisson(rng: random.Random, mean: float) -> int:
+    """A Poisson draw (Knuth's method: means here are a few per pass)."""
+    limit, count, product = math.exp(-mean), 0, rng.random()
+    while product > limit:
+        count += 1
+        product *= rng.random()
+    return count
 
 
 def passes_of(emulator: Emulator) -> list[Pass]:

@@ -6,12 +6,16 @@ Durations are seconds after the run's start; the epoch is UTC Unix seconds.
 
 import math
 import random
-from dataclasses import dataclass, field, replace
+import re
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from flight.orbit import GroundSite, Orbit
-from hil.sim.constellation import walker_delta
-from hil.sim.power import SCENARIO_EPOCH_UNIX_S, PowerScenario
+from hil.sim.constellation import from_tles, walker_delta
+from hil.sim.power import POLICY_CHOICES, SCENARIO_EPOCH_UNIX_S, PowerScenario
 
 DEFAULT_SITES = (
     GroundSite("matera", 40.65, 16.70),
@@ -183,14 +187,19 @@ class Workload:
 
 @dataclass(frozen=True, slots=True)
 class Cadence:
-    """How often each node's periodic work runs. The flight defaults (10 Hz tick, 1 s
-    housekeeping, pings and idle frames) cost about 3.5 s of CPU per node-hour; an emulation of
-    hundreds of satellites runs them slower: same code, coarser schedule (docs/emulator.md)."""
+    """How often each node's periodic work runs: the same flight code on a coarser schedule.
 
-    tick_hz: float = 1.0
-    housekeeping_interval_s: float = 60.0
-    ping_period_s: float = 10.0
-    idle_frame_period_s: float = 10.0
+    On a board a node ticks at 10 Hz (power protection; the governor at 1 Hz) and reports, pings
+    and sends idle frames every second (`FLIGHT_CADENCE`), which costs about 3.5 s of CPU per
+    node-hour. The default here ticks every 10 s (protection every 10 s, the governor every
+    100 s), about 25 times cheaper: fine for energy over an orbit (a battery does not cross
+    from its floor to under-voltage in seconds), not for a study of the 10 Hz protection itself,
+    which the bench and `hil.sim.power` run at flight rates (docs/emulator.md)."""
+
+    tick_hz: float = 0.1
+    housekeeping_interval_s: float = 300.0
+    ping_period_s: float = 60.0
+    idle_frame_period_s: float = 60.0
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.tick_hz) and 0.1 <= self.tick_hz <= 1000.0):
@@ -310,3 +319,529 @@ class EmulatorScenario:
 
     def with_policy(self, policy: str) -> "EmulatorScenario":
         return replace(self, policies=(policy,))
+
+
+# -- scenario files -------------------------------------------------------------------------------
+#
+# `load(path)` reads a scenario file (docs/emulator.md, "Scenario files"); the format follows
+# node.toml's rules: unknown sections and keys, wrong types and bad values are refused with a
+# ScenarioError naming the file, the key and the reason.
+
+
+class ScenarioError(Exception):
+    """A scenario file that cannot be run: `file: [section] key: reason`."""
+
+    def __init__(self, source: str, key: str, reason: str) -> None:
+        super().__init__(f"{source}: {key}: {reason}" if key else f"{source}: {reason}")
+        self.source = source
+        self.key = key
+        self.reason = reason
+
+
+_SCENARIO_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_FILE_KEYS = {
+    "scenario": (
+        "name",
+        "duration_h",
+        "duration_s",
+        "seed",
+        "step_s",
+        "sample_period_s",
+        "policies",
+        "epoch",
+    ),
+    "constellation": ("walker", "tle_file", "planes"),
+    "walker": ("total", "planes", "phasing", "altitude_km", "inclination_deg", "raan_spread_deg"),
+    "ground_station": ("name", "lat_deg", "lon_deg", "altitude_m", "min_elevation_deg"),
+    "satellite": (
+        "battery_wh",
+        "initial_soc",
+        "solar_power_w",
+        "bus_power_w",
+        "payload_idle_w",
+        "payload_busy_w",
+        "max_workers",
+        "batch_tiles",
+        "floor_soc",
+        "tile_time_s",
+        "store_packets",
+    ),
+    "isl": (
+        "enabled",
+        "topology",
+        "max_range_km",
+        "rate_bps",
+        "bit_error_rate",
+        "cross_plane_cut_lat_deg",
+        "beacon_period_s",
+    ),
+    "workload": (
+        "imaging_jobs_per_sunlit_hour",
+        "uplinked_jobs_per_pass",
+        "tiles_per_job",
+        "deadline_after_s",
+        "values",
+        "value_weights",
+    ),
+    "cadence": ("tick_hz", "housekeeping_interval_s", "ping_period_s", "idle_frame_period_s"),
+    "poisson": ("kind", "rate_per_hour", "off_s", "fraction"),
+}
+_TABLES = ("scenario", "constellation", "satellite", "isl", "workload", "cadence")
+_ARRAYS = ("ground_station", "fault", "poisson")
+_FAULT_KEYS = {
+    "reboot": ("sat", "off_s"),
+    "battery_fade": ("sat", "fraction"),
+    "core_crash": ("sat",),
+    "link_damage": ("fraction", "duration_h", "duration_s"),
+}
+# [satellite] numbers: (whole number?, lowest, highest); the PowerScenario has no checks of its own.
+_SATELLITE_RANGES: dict[str, tuple[bool, float, float]] = {
+    "battery_wh": (False, 0.001, 1e6),
+    "initial_soc": (False, 0.0, 1.0),
+    "solar_power_w": (False, 0.0, 1e6),
+    "bus_power_w": (False, 0.0, 1e5),
+    "payload_idle_w": (False, 0.0, 1e5),
+    "payload_busy_w": (False, 0.0, 1e5),
+    "max_workers": (True, 1, 256),
+    "batch_tiles": (True, 1, 1_000_000),
+    "floor_soc": (False, 0.0, 0.99),
+    "tile_time_s": (False, 0.0, 86_400.0),
+    "store_packets": (True, 1, 10_000_000),
+}
+
+
+def load(path: Path | str) -> EmulatorScenario:
+    """The scenario in TOML file `path` (paths in it are relative to the file)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError(str(path), "", "no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ScenarioError(str(path), "", f"cannot read it: {error}") from None
+    return parse(text, source=str(path), base=path.parent, default_name=path.stem)
+
+
+def parse(
+    text: str, *, source: str = "<scenario>", base: Path | None = None, default_name: str = ""
+) -> EmulatorScenario:
+    """A scenario from TOML text; ScenarioError naming the key for anything wrong."""
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ScenarioError(source, "", f"not valid TOML: {error}") from None
+    return _Reader(source, Path(".") if base is None else base).scenario(document, default_name)
+
+
+def _describe(value: object) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+def _without_name(message: str, name: str) -> str:
+    """A dataclass's ValueError ("rate_bps must be ...") as the reason after the key."""
+    return message[len(name) + 1 :] if message.startswith(name + " ") else message
+
+
+class _Reader:
+    """One file's reading: knows the file for its errors and the directory for its paths."""
+
+    def __init__(self, source: str, base: Path) -> None:
+        self.source = source
+        self.base = base
+
+    def error(self, key: str, reason: str) -> ScenarioError:
+        return ScenarioError(self.source, key, reason)
+
+    # -- values -------------------------------------------------------------------------------
+
+    def table(self, where: str, body: object, allowed: tuple[str, ...]) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise self.error(where, f"expected a table of keys, got {_describe(body)}")
+        for key in body:
+            if key not in allowed:
+                raise self.error(
+                    f"{where} {key}", f"unknown key; {where} takes {', '.join(allowed)}"
+                )
+        return body
+
+    def number(
+        self,
+        key: str,
+        value: object,
+        *,
+        whole: bool = False,
+        low: float = -math.inf,
+        high: float = math.inf,
+    ) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.error(key, f"expected a number, got {_describe(value)}")
+        if whole and not isinstance(value, int):
+            raise self.error(key, f"expected a whole number, got {value!r}")
+        if not math.isfinite(value):
+            raise self.error(key, f"expected a finite number, got {value!r}")
+        if not low <= value <= high:
+            raise self.error(key, f"{value!r} is outside {low:g}..{high:g}")
+        return value  # as written, so that a dataclass's reason quotes it; `made` makes floats
+
+    def real(
+        self, key: str, value: object, *, low: float = -math.inf, high: float = math.inf
+    ) -> float:
+        return float(self.number(key, value, low=low, high=high))
+
+    def text(self, key: str, value: object) -> str:
+        if not isinstance(value, str):
+            raise self.error(key, f"expected a string, got {_describe(value)}")
+        return value
+
+    def pair(self, key: str, value: object, *, whole: bool) -> tuple[Any, Any]:
+        if not isinstance(value, list) or len(value) != 2:
+            raise self.error(key, f"expected [low, high], got {_describe(value)}")
+        low, high = (self.number(key, item, whole=whole) for item in value)
+        return (low, high) if whole else (float(low), float(high))
+
+    def numbers(self, key: str, value: object) -> tuple[float, ...]:
+        if not isinstance(value, list) or not value:
+            raise self.error(key, f"expected a list of numbers, got {_describe(value)}")
+        return tuple(float(self.number(key, item, low=0.0)) for item in value)
+
+    def made(self, where: str, cls: Any, values: dict[str, Any], keys: dict[str, str]) -> Any:
+        """`cls(**values)`, its ValueError turned into a ScenarioError on the file's key
+        (`keys` maps field names to the file's keys where they differ)."""
+        try:
+            made = cls(**values)
+        except ValueError as error:
+            message = str(error)
+            named = [name for name in values if message.startswith(name + " ")]
+            named += [name for name in values if f" {name} " in f" {message} "]
+            if not named:
+                raise self.error(where, message) from None
+            key = keys.get(named[0], named[0])
+            raise self.error(f"{where} {key}", _without_name(message, named[0])) from None
+        defaults = {f.name: f.default for f in fields(cls)}
+        floats = {
+            name: float(value)
+            for name, value in values.items()
+            if type(value) is int and (defaults.get(name) is None or type(defaults[name]) is float)
+        }
+        return replace(made, **floats) if floats else made
+
+    def duration(self, where: str, body: dict[str, Any], *, required: bool) -> float | None:
+        """`duration_h` or `duration_s` (one of them) in seconds."""
+        if "duration_h" in body and "duration_s" in body:
+            raise self.error(f"{where} duration_h", "give duration_h or duration_s, not both")
+        if "duration_h" in body:
+            return 3_600.0 * self.real(f"{where} duration_h", body["duration_h"], low=0.0)
+        if "duration_s" in body:
+            return self.real(f"{where} duration_s", body["duration_s"], low=0.0)
+        if required:
+            raise self.error(f"{where} duration_h", "missing: give duration_h or duration_s")
+        return None
+
+    # -- sections -----------------------------------------------------------------------------
+
+    def scenario(self, document: dict[str, Any], default_name: str) -> EmulatorScenario:
+        for section, body in document.items():
+            if section in _ARRAYS:
+                if not isinstance(body, list):
+                    raise self.error(
+                        f"[[{section}]]", f"expected [[{section}]] tables, got {_describe(body)}"
+                    )
+            elif section not in _TABLES:
+                known = ", ".join([f"[{s}]" for s in _TABLES] + [f"[[{s}]]" for s in _ARRAYS])
+                raise self.error(f"[{section}]", f"unknown section; the sections are {known}")
+        if "constellation" not in document:
+            raise self.error("[constellation]", "missing: give walker = {...} or tle_file")
+        head = self.table("[scenario]", document.get("scenario", {}), _FILE_KEYS["scenario"])
+        options: dict[str, Any] = {}
+        name = self.text("[scenario] name", head.get("name", default_name or "scenario"))
+        if not _SCENARIO_NAME.fullmatch(name):
+            raise self.error(
+                "[scenario] name",
+                f"{name!r}: a scenario name is 1-64 letters, digits, '_', '-' or '.', starting "
+                "with a letter or digit (it names the output directory)",
+            )
+        options["name"] = name
+        duration_s = self.duration("[scenario]", head, required=True)
+        assert duration_s is not None
+        options["duration_s"] = duration_s
+        if "seed" in head:
+            options["seed"] = self.number("[scenario] seed", head["seed"], whole=True, low=0)
+        for key in ("step_s", "sample_period_s"):
+            if key in head:
+                options[key] = self.real(f"[scenario] {key}", head[key], low=1e-3)
+        if "policies" in head:
+            options["policies"] = self.policies(head["policies"])
+        epoch_unix_s = self.epoch(head["epoch"]) if "epoch" in head else None
+        orbits, planes, epoch_unix_s = self.constellation(document["constellation"], epoch_unix_s)
+        options.update(orbits=orbits, planes=planes, epoch_unix_s=epoch_unix_s)
+        if "ground_station" in document:
+            sites = tuple(
+                self.site(number, body)
+                for number, body in enumerate(document["ground_station"], start=1)
+            )
+            names = [site.name for site in sites]
+            for number, site in enumerate(sites, start=1):
+                if names.count(site.name) > 1:
+                    raise self.error(
+                        f"[[ground_station]] #{number} name",
+                        f"{site.name!r} names two stations; give each its own name",
+                    )
+            options["sites"] = sites
+        satellite, store_packets = self.satellite(document.get("satellite", {}))
+        workload, satellite = self.workload(document.get("workload", {}), satellite)
+        options.update(satellite=satellite, workload=workload)
+        if store_packets is not None:
+            options["store_packets"] = store_packets
+        options["isl"] = self.isl(document.get("isl", {}))
+        options["cadence"] = self.cadence(document.get("cadence", {}))
+        options["faults"] = tuple(
+            self.fault(number, body, len(orbits), duration_s)
+            for number, body in enumerate(document.get("fault", []), start=1)
+        )
+        options["poisson"] = tuple(
+            self.poisson(number, body)
+            for number, body in enumerate(document.get("poisson", []), start=1)
+        )
+        keys = {"duration_s": "duration_h" if "duration_h" in head else "duration_s"}
+        return self.made("[scenario]", EmulatorScenario, options, keys)
+
+    def policies(self, value: object) -> tuple[str, ...]:
+        labels = tuple(choice.label for choice in POLICY_CHOICES)
+        key = "[scenario] policies"
+        if not isinstance(value, list) or not value:
+            raise self.error(key, f"expected a list of policy names, got {_describe(value)}")
+        for policy in value:
+            if policy not in labels:
+                raise self.error(
+                    key, f"{policy!r} is not a policy; choose from {', '.join(map(repr, labels))}"
+                )
+        if len(set(value)) != len(value):
+            raise self.error(key, "a policy is named twice")
+        return tuple(value)
+
+    def epoch(self, value: object) -> float:
+        key = "[scenario] epoch"
+        if isinstance(value, str):
+            try:
+                moment = datetime.fromisoformat(value)
+            except ValueError:
+                raise self.error(
+                    key, f"{value!r} is not an ISO-8601 time such as 2026-09-21T12:00:00Z"
+                ) from None
+        elif isinstance(value, datetime):
+            moment = value
+        else:
+            raise self.error(
+                key, f"expected a UTC time such as 2026-09-21T12:00:00Z, not {value!r}"
+            )
+        if moment.utcoffset() is None:
+            raise self.error(key, f"{value!s} has no time zone: add Z for UTC")
+        return moment.timestamp()
+
+    def constellation(
+        self, body: object, epoch_unix_s: float | None
+    ) -> tuple[tuple[Orbit, ...], int, float]:
+        body = self.table("[constellation]", body, _FILE_KEYS["constellation"])
+        if ("walker" in body) == ("tle_file" in body):
+            raise self.error("[constellation]", "give either walker = {...} or tle_file, not both")
+        if "walker" in body:
+            if "planes" in body:
+                raise self.error(
+                    "[constellation] planes", "give planes inside walker = {...} for a walker"
+                )
+            return self.walker(body["walker"], epoch_unix_s)
+        path = Path(self.text("[constellation] tle_file", body["tle_file"])).expanduser()
+        path = path if path.is_absolute() else self.base / path
+        try:
+            orbits = tuple(from_tles(path.read_text(encoding="utf-8")))
+        except OSError as error:
+            raise self.error("[constellation] tle_file", f"cannot read {path}: {error}") from None
+        except ValueError as error:
+            raise self.error("[constellation] tle_file", f"{path}: {error}") from None
+        if not orbits:
+            raise self.error("[constellation] tle_file", f"{path} holds no TLE")
+        planes = self.number("[constellation] planes", body.get("planes", 1), whole=True, low=1)
+        if len(orbits) % planes:
+            raise self.error(
+                "[constellation] planes",
+                f"{planes} planes do not divide the file's {len(orbits)} satellites into equal "
+                "groups",
+            )
+        if epoch_unix_s is None:  # from the newest element set: no orbit is propagated backwards
+            epoch_unix_s = max(orbit.epoch_unix_s for orbit in orbits)
+        return orbits, planes, epoch_unix_s
+
+    def walker(
+        self, body: object, epoch_unix_s: float | None
+    ) -> tuple[tuple[Orbit, ...], int, float]:
+        where = "[constellation] walker"
+        body = self.table(where, body, _FILE_KEYS["walker"])
+        for key in ("total", "planes", "altitude_km", "inclination_deg"):
+            if key not in body:
+                raise self.error(f"{where} {key}", "missing")
+        total = self.number(f"{where} total", body["total"], whole=True, low=1)
+        planes = self.number(f"{where} planes", body["planes"], whole=True, low=1)
+        phasing = self.number(f"{where} phasing", body.get("phasing", 0), whole=True, low=0)
+        altitude_km = self.real(f"{where} altitude_km", body["altitude_km"])
+        inclination = self.real(f"{where} inclination_deg", body["inclination_deg"], low=0.0)
+        spread = self.real(
+            f"{where} raan_spread_deg", body.get("raan_spread_deg", 360.0), low=0.0, high=360.0
+        )
+        epoch_unix_s = SCENARIO_EPOCH_UNIX_S if epoch_unix_s is None else epoch_unix_s
+        try:
+            orbits = walker_delta(
+                total, planes, phasing, altitude_km * 1e3, inclination, epoch_unix_s, spread
+            )
+        except ValueError as error:
+            raise self.error(where, str(error)) from None
+        return tuple(orbits), planes, epoch_unix_s
+
+    def site(self, number: int, body: object) -> GroundSite:
+        where = f"[[ground_station]] #{number}"
+        body = self.table(where, body, _FILE_KEYS["ground_station"])
+        for key in ("name", "lat_deg", "lon_deg"):
+            if key not in body:
+                raise self.error(f"{where} {key}", "missing")
+        values = {
+            "name": self.text(f"{where} name", body["name"]),
+            "latitude_deg": self.real(f"{where} lat_deg", body["lat_deg"], low=-90, high=90),
+            "longitude_deg": self.real(f"{where} lon_deg", body["lon_deg"], low=-180, high=360),
+            "altitude_m": self.real(
+                f"{where} altitude_m", body.get("altitude_m", 0.0), low=-500.0, high=10_000.0
+            ),
+            "min_elevation_deg": self.real(
+                f"{where} min_elevation_deg",
+                body.get("min_elevation_deg", 25.0),
+                low=-90.0,
+                high=90.0,
+            ),
+        }
+        return GroundSite(**values)
+
+    def satellite(self, body: object) -> tuple[PowerScenario, int | None]:
+        body = self.table("[satellite]", body, _FILE_KEYS["satellite"])
+        values = {}
+        for key, value in body.items():
+            whole, low, high = _SATELLITE_RANGES[key]
+            number = self.number(f"[satellite] {key}", value, whole=whole, low=low, high=high)
+            values[key] = number if whole else float(number)
+        store_packets = values.pop("store_packets", None)
+        satellite = replace(PowerScenario(), **values)
+        if satellite.payload_busy_w < satellite.payload_idle_w:
+            raise self.error(
+                "[satellite] payload_busy_w", "below payload_idle_w: a busy payload draws more"
+            )
+        return satellite, store_packets
+
+    def workload(self, body: object, satellite: PowerScenario) -> tuple[Workload, PowerScenario]:
+        where = "[workload]"
+        body = self.table(where, body, _FILE_KEYS["workload"])
+        values: dict[str, Any] = {}
+        for key in ("imaging_jobs_per_sunlit_hour", "uplinked_jobs_per_pass"):
+            if key in body:
+                values[key] = self.number(f"{where} {key}", body[key])
+        if "tiles_per_job" in body:
+            values["tiles_per_job"] = self.pair(
+                f"{where} tiles_per_job", body["tiles_per_job"], whole=True
+            )
+        if "deadline_after_s" in body:
+            values["deadline_after_s"] = self.pair(
+                f"{where} deadline_after_s", body["deadline_after_s"], whole=False
+            )
+        workload = self.made(where, Workload, values, {})
+        # Job values are drawn by class (value, weight), as the power scenario draws them.
+        classes = {}
+        for key in ("values", "value_weights"):
+            if key in body:
+                classes[key] = self.numbers(f"{where} {key}", body[key])
+        satellite = replace(satellite, **classes)
+        if len(satellite.values) != len(satellite.value_weights):
+            raise self.error(
+                f"{where} value_weights",
+                f"give one weight per value: {len(satellite.values)} values, "
+                f"{len(satellite.value_weights)} weights",
+            )
+        if sum(satellite.value_weights) <= 0.0:
+            raise self.error(f"{where} value_weights", "the weights add up to 0")
+        return workload, satellite
+
+    def isl(self, body: object) -> IslConfig:
+        where = "[isl]"
+        body = self.table(where, body, _FILE_KEYS["isl"])
+        values: dict[str, Any] = {}
+        for key, value in body.items():
+            if key == "enabled":
+                if not isinstance(value, bool):
+                    raise self.error(f"{where} enabled", f"expected true or false, got {value!r}")
+                values[key] = value
+            elif key == "topology":
+                values[key] = self.text(f"{where} topology", value)
+            elif key == "max_range_km":
+                kilometres = self.number(f"{where} max_range_km", value)
+                if kilometres <= 0.0:
+                    raise self.error(f"{where} max_range_km", f"must be > 0 km, not {value!r}")
+                values["max_range_m"] = kilometres * 1e3
+            else:
+                values[key] = self.number(f"{where} {key}", value)
+        return self.made(where, IslConfig, values, {"max_range_m": "max_range_km"})
+
+    def cadence(self, body: object) -> Cadence:
+        body = self.table("[cadence]", body, _FILE_KEYS["cadence"])
+        values = {key: self.number(f"[cadence] {key}", value) for key, value in body.items()}
+        return self.made("[cadence]", Cadence, values, {})
+
+    def fault(self, number: int, body: object, satellites: int, duration_s: float) -> Fault:
+        where = f"[[fault]] #{number}"
+        if not isinstance(body, dict):
+            raise self.error(where, f"expected a table of keys, got {_describe(body)}")
+        kind = self.text(f"{where} kind", body.get("kind", ""))
+        if kind not in _FAULT_KEYS:
+            raise self.error(
+                f"{where} kind",
+                f"{kind!r} is not a fault; choose from {', '.join(map(repr, _FAULT_KEYS))}",
+            )
+        allowed = ("kind", "at_h", "at_s", *_FAULT_KEYS[kind])
+        body = self.table(where, body, allowed)
+        if ("at_h" in body) == ("at_s" in body):
+            raise self.error(f"{where} at_h", "give at_h or at_s (hours or seconds after start)")
+        at_key = "at_h" if "at_h" in body else "at_s"
+        at_s = self.real(f"{where} {at_key}", body[at_key], low=0.0)
+        at_s *= 3_600.0 if at_key == "at_h" else 1.0
+        if at_s >= duration_s:
+            raise self.error(
+                f"{where} {at_key}",
+                f"at {at_s:g} s is not before the run's end ({duration_s:g} s): it would never "
+                "happen",
+            )
+        if "fraction" not in body and kind in ("link_damage", "battery_fade"):
+            raise self.error(f"{where} fraction", "missing: the fraction lost, 0..1")
+        if kind == "link_damage":
+            fraction = self.real(f"{where} fraction", body["fraction"], low=0.0, high=1.0)
+            return LinkDamage(at_s, fraction, self.duration(where, body, required=False))
+        if "sat" not in body:
+            raise self.error(f"{where} sat", "missing: which satellite (0-based index)")
+        sat = self.number(f"{where} sat", body["sat"], whole=True)
+        if not 0 <= sat < satellites:
+            raise self.error(
+                f"{where} sat", f"satellite {sat} is not one of 0..{satellites - 1} (0-based)"
+            )
+        if kind == "reboot":
+            return Reboot(at_s, sat, self.real(f"{where} off_s", body.get("off_s", 1.0), low=0))
+        if kind == "battery_fade":
+            fraction = self.real(f"{where} fraction", body["fraction"], low=0.0)
+            if fraction >= 1.0:
+                raise self.error(f"{where} fraction", f"must be below 1, not {body['fraction']!r}")
+            return BatteryFade(at_s, sat, fraction)
+        return CoreCrash(at_s, sat)
+
+    def poisson(self, number: int, body: object) -> PoissonFaults:
+        where = f"[[poisson]] #{number}"
+        body = self.table(where, body, _FILE_KEYS["poisson"])
+        for key in ("kind", "rate_per_hour"):
+            if key not in body:
+                raise self.error(f"{where} {key}", "missing")
+        values: dict[str, Any] = {"kind": self.text(f"{where} kind", body["kind"])}
+        for key in ("rate_per_hour", "off_s", "fraction"):
+            if key in body:
+                values[key] = self.number(f"{where} {key}", body[key])
+        return self.made(where, PoissonFaults, values, {})

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -191,3 +192,11 @@ def test_epoch_at_the_last_instant_of_a_year_rolls_into_the_next() -> None:
     orbit = Orbit.circular(550e3, 97.6, 0.0, new_year - 1e-4)
     assert orbit.tle[0][18:32] == "25001.00000000"
     assert orbit.epoch_unix_s == pytest.approx(new_year, abs=1e-3)
+
+
+def test_an_orbit_pickles_to_the_same_propagation() -> None:
+    orbit = Orbit.circular(550e3, 53.0, 10.0, EPOCH, mean_anomaly_deg=20.0)
+    again = pickle.loads(pickle.dumps(orbit))
+    t = orbit.epoch_unix_s + 3_600.0
+    assert again.tle == orbit.tle
+    assert (again.position_m(t) == orbit.position_m(t)).all()

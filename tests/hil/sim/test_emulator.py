@@ -10,7 +10,10 @@ import pytest
 from flight.orbit import GroundSite, teme_to_ecef
 from flight.power.component import Power
 from flight.runtime import clock
-from hil.sim.emulator import BatteryFade, Emulator, EmulatorScenario, Reboot
+from hil.sim.emulator import Emulator
+from hil.sim.scenario import BatteryFade, EmulatorScenario, IslConfig, Reboot
+
+NO_ISL = IslConfig(enabled=False)  # these tests are about contacts, faults and the log
 
 
 def _site_under(scenario: EmulatorScenario, sat: int, t_s: float, name: str) -> GroundSite:
@@ -35,12 +38,13 @@ def _run(scenario: EmulatorScenario, run_dir: Path, probe=None) -> Emulator:
 
 
 def test_same_seed_and_scenario_give_a_byte_identical_event_log(tmp_path: Path) -> None:
-    base = EmulatorScenario.walker(4, 2, 1, duration_s=1_800.0)
+    base = EmulatorScenario.walker(4, 2, 1, duration_s=1_800.0, isl=NO_ISL)
     scenario = EmulatorScenario(
         orbits=base.orbits,
         sites=(_site_under(base, 0, 500.0, "below0"), _site_under(base, 3, 1_300.0, "below3")),
         duration_s=1_800.0,
         faults=(Reboot(800.0, 1), BatteryFade(1_000.0, 2, 0.3)),
+        isl=NO_ISL,
     )
     first = _run(scenario, tmp_path / "a")
     second = _run(scenario, tmp_path / "b")
@@ -120,7 +124,7 @@ def test_a_reboot_restarts_the_node_with_its_persisted_state(tmp_path: Path) -> 
 
 def test_a_battery_fade_reduces_that_satellites_capacity_only(tmp_path: Path) -> None:
     scenario = EmulatorScenario.walker(
-        2, 1, 0, duration_s=120.0, sites=(), faults=(BatteryFade(60.0, 1, 0.25),)
+        2, 1, 0, duration_s=120.0, sites=(), faults=(BatteryFade(60.0, 1, 0.25),), isl=NO_ISL
     )
     emulator = _run(scenario, tmp_path)
     full = emulator.satellites[0].environment.power.battery.capacity_j
