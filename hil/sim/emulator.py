@@ -261,11 +261,15 @@ class Emulator:
             started: asyncio.Future[None] = self._loop.create_future()
             self._group.create_task(self._live(satellite, started), name=satellite.name)
             await started
+        dictionaries: dict[str, Dictionary] = {}  # identical nodes share one parsed dictionary
         for satellite in self.satellites:
             assert satellite.node is not None
-            dictionary = Dictionary.from_document(
-                satellite.node.dictionary(), source=f"{satellite.name} node"
-            )
+            document = satellite.node.dictionary()
+            key = json.dumps(document, sort_keys=True)
+            dictionary = dictionaries.get(key)
+            if dictionary is None:
+                dictionary = Dictionary.from_document(document, source=f"{satellite.name} node")
+                dictionaries[key] = dictionary
             archive = self._stack.enter_context(Archive(satellite.ground_dir / "archive.sqlite"))
             satellite.station = await self._stack.enter_async_context(
                 GroundStation(
