@@ -166,6 +166,13 @@ class MemoryLink(LinkBase):
         for end in self._medium.ends:
             end._refresh()
 
+    def set_rate(self, rate_bps: float | None) -> None:
+        """Serialise this end's frames at `rate_bps` from now on (None: no serialisation time);
+        a link whose rate changes during a run (an optical terminal stepping down)."""
+        if rate_bps is not None and not (rate_bps > 0 and math.isfinite(rate_bps)):
+            raise LinkConfigError(f"rate_bps must be a positive bit rate or None, not {rate_bps}")
+        self._outgoing.rate_bps = rate_bps
+
     async def __aenter__(self) -> Self:
         if self._open or self.closed:
             raise LinkError(f"{self.name}: a link is entered once; create a new pair to reopen")

@@ -255,3 +255,22 @@ def test_receive_waits_across_an_outage():
 def test_bad_rate_is_refused():
     with pytest.raises(LinkConfigError, match="rate_bps"):
         MemoryLink.pair(rate_bps=0.0)
+
+
+def test_a_rate_change_applies_to_the_frames_sent_after_it() -> None:
+    async def main() -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        flight, ground = MemoryLink.pair(rate_bps=8_000.0)  # 1 octet per ms
+        async with flight, ground:
+            start = loop.time()
+            await flight.send(bytes(100))
+            first = loop.time() - start
+            flight.set_rate(80_000.0)
+            start = loop.time()
+            await flight.send(bytes(100))
+            return first, loop.time() - start
+
+    first, second = run(main(), virtual=True)
+    assert first == pytest.approx(0.1) and second == pytest.approx(0.01)
+    with pytest.raises(LinkConfigError, match="positive bit rate"):
+        MemoryLink.pair()[0].set_rate(0.0)
