@@ -569,9 +569,12 @@ class Emulator:
         positions = positions_of(list(self.scenario.orbits), t_unix)
         if self.network is not None:
             for change in self.network.update(positions, self.now_s()):
-                a = self.satellites[change.a]
                 self._log(
-                    a, "isl_up" if change.up else "isl_down", peer=change.b, reason=change.reason
+                    self.satellites[change.a],
+                    "isl_up" if change.up else "isl_down",
+                    t_s=change.t_s,
+                    peer=change.b,
+                    reason=change.reason,
                 )
         visible = contact_mask(positions, t_unix, list(self.scenario.sites))
         names = [site.name for site in self.scenario.sites]
@@ -644,12 +647,12 @@ class Emulator:
         if self.network is None:
             return
         rng = random.Random(f"damage:{self.scenario.seed}:{fault.at_s}")
-        pairs = self.network.damage(fault.fraction, rng)
+        pairs = self.network.damage(fault.fraction, rng, t_s=self.now_s())
         self._log_global("fault", fault="link_damage", fraction=fault.fraction, links=len(pairs))
         if fault.duration_s is None:
             return
         await self.run_until(fault.at_s + fault.duration_s)
-        self.network.repair(pairs)
+        self.network.repair(pairs, t_s=self.now_s())
         self._log_global("fault_cleared", fault="link_damage", links=len(pairs))
 
     # -- samples and results ---------------------------------------------------------------------
