@@ -139,6 +139,7 @@ class Satellite:
         self.events_dropped = 0
         self.jobs_submitted = 0
         self.uplinks_failed = 0
+        self.value_done = 0.0  # of the jobs done here, as of the last sample
         self._subscriptions: list[Subscription] = []
         self._reboot_off_s: float | None = None
         self._sequence = 0
@@ -701,15 +702,18 @@ class Emulator:
             )
         now_tai = MissionClock.tai_from_unix(self.unix_now())
         queued = done = missed = 0
+        value = 0.0
         for job in payload.jobs():
             if job.state is JobState.DONE:
                 done += 1
+                value += job.value
             elif _offloaded(job.state):
                 continue
             elif job.state is JobState.EXPIRED or job.deadline_tai_s <= now_tai:
                 missed += 1
             elif not job.state.final:
                 queued += 1
+        satellite.value_done = value
         return queued, done, missed
 
     def result(self) -> RunResult:
@@ -744,6 +748,7 @@ class Emulator:
                     tm_packets=sum(p.tm_packets or 0 for p in satellite.passes),
                     isl_octets_sent=0 if end is None else end.isl_octets_sent,
                     events_dropped=satellite.events_dropped,
+                    value_done=satellite.value_done,
                 )
             )
         return RunResult(

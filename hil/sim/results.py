@@ -67,6 +67,7 @@ class SatelliteSummary:
     tm_packets: int
     isl_octets_sent: int
     events_dropped: int
+    value_done: float = 0.0  # the value of the jobs completed here
 
 
 @dataclass(frozen=True, slots=True)
