@@ -14,7 +14,7 @@ telemetry and reports. Times are the caller's loop seconds, passed in.
 
 import heapq
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from types import MappingProxyType
@@ -289,6 +289,9 @@ class Router:
         self.max_packets_per_destination = max_packets_per_destination
         self.max_octets = max_octets
         self.nominal_octets = nominal_octets
+        self.next_hop_for: Callable[[int], int | None] | None = None
+        """Replaces the graph's next hop when set: a node that also knows which of its own
+        links are up (flight.isl.component)."""
         self._store: dict[int, list[_Stored]] = {}
         self._stored_octets = 0
         self._sequence = 0
@@ -341,6 +344,11 @@ class Router:
             return [self._drop(now_s, packet, DropReason.HOP_LIMIT)]
         return self._dispatch(packet.forwarded(), now_s)
 
+    def hold(self, packet: RoutedPacket, now_s: float) -> list[RoutingDecision]:
+        """Keep a packet that was forwarded but could not leave (its link went down meanwhile)
+        until `release` finds it a path: STORED, or DROPPED if the store overflows."""
+        return self._put(packet, now_s)
+
     def release(self, now_s: float) -> list[RoutingDecision]:
         """Forward the stored packets whose destination has a path now (after a graph change)."""
         decisions: list[RoutingDecision] = []
@@ -351,6 +359,8 @@ class Router:
         return decisions
 
     def _next_hop(self, destination: int) -> int | None:
+        if self.next_hop_for is not None:
+            return self.next_hop_for(destination)
         return self.graph.next_hop(self.address, destination, self.nominal_octets)
 
     def _dispatch(self, packet: RoutedPacket, now_s: float) -> list[RoutingDecision]:

@@ -214,6 +214,12 @@ class Payload(Component):
         "payload job database: {reason}",
         reason=Arg("string", max_length=200),
     )
+    JOB_OFFLOADED = Event(
+        Severity.INFORMATIVE,
+        "job {job_id} offloaded: {reason}",
+        job_id=Arg("u32"),
+        reason=Arg("string", max_length=120),
+    )
 
     def __init__(
         self,
@@ -259,6 +265,7 @@ class Payload(Component):
         self._group: asyncio.TaskGroup | None = None
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._pause_requests: dict[int, str] = {}
+        self._held: set[int] = set()  # queued jobs being offered to another node (flight.isl)
         self._wake = asyncio.Event()
         self._tile_times: dict[str, tuple[int, float]] = {}  # model -> (tiles, seconds)
         # Energy accounting: the power and busy jobs sampled at the last `_account`.
@@ -387,13 +394,15 @@ class Payload(Component):
         deadline_tai_s: float,
         value: float,
         energy_estimate_j: float,
+        input_name: str = "<tiles>",
     ) -> int:
         """Queue a job on `tiles` (N tiles, as an input file would hold them): the onboard
-        imaging pipeline and the emulator, which have their tiles in memory."""
+        imaging pipeline and the emulator, which have their tiles in memory. `input_name` tags
+        the job (JobView.input_name): the ISL names a job it runs for another node by it."""
         try:
             return self._submit(
                 model_sha256,
-                "<tiles>",
+                input_name,
                 tiles,
                 priority=priority,
                 deadline_tai_s=deadline_tai_s,
@@ -430,6 +439,45 @@ class Payload(Component):
         if job.state.final:
             raise PayloadError(f"job {job_id} is already {job.state.name}")
         self._stop(job, JobState.CANCELLED, "cancelled")
+        self._dispatch()
+        self._publish()
+
+    # -- offload (flight.isl): a queued job held, then handed to another node ----------------------
+
+    def hold(self, job_id: int) -> None:
+        """Do not start this queued job (it is being offered to another node) until `unhold`.
+        PayloadError if it has started: a job that ran here is never offloaded."""
+        job = self._job(job_id)
+        if job.state is not JobState.QUEUED:
+            raise PayloadError(f"job {job_id} is {job.state.name}; only a queued job is held")
+        self._held.add(job_id)
+
+    def unhold(self, job_id: int) -> None:
+        """The offer came to nothing: the job may start here again."""
+        self._held.discard(job_id)
+        self._dispatch()
+
+    def held(self, job_id: int) -> bool:
+        return job_id in self._held
+
+    def input_path(self, job_id: int) -> Path:
+        """The input (.npy) of an active job (PayloadError once it is final: it is deleted)."""
+        job = self._job(job_id)
+        if job.state.final:
+            raise PayloadError(f"job {job_id} is {job.state.name}; its input is deleted")
+        return self.paths.input(job_id)
+
+    def mark_offloaded(self, job_id: int, reason: str) -> None:
+        """A held job now runs on another node: final here (OFFLOADED), never run, not missed.
+        Does nothing if it already is."""
+        job = self._job(job_id)
+        self._held.discard(job_id)
+        if job.state is JobState.OFFLOADED:
+            return
+        if job.state is not JobState.QUEUED:
+            raise PayloadError(f"job {job_id} is {job.state.name}; only a queued job is offloaded")
+        self._stop(job, JobState.OFFLOADED, reason, quiet=True)
+        self.emit(self.JOB_OFFLOADED, job_id=job_id, reason=reason)
         self._dispatch()
         self._publish()
 
@@ -631,6 +679,7 @@ class Payload(Component):
                 break
             if (
                 job.job_id in self._tasks
+                or job.job_id in self._held
                 or job.state not in (JobState.QUEUED, JobState.PAUSED)
                 or job.retry_after_s > now
             ):

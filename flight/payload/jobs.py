@@ -37,6 +37,7 @@ class JobState(IntEnum):
     FAILED = 4
     CANCELLED = 5
     EXPIRED = 6
+    OFFLOADED = 7  # bound to another node over the ISL (flight.isl): it runs there, not here
 
     @property
     def final(self) -> bool:
@@ -62,6 +63,7 @@ class JobView:
     submitted_tai_s: float
     energy_used_j: float
     model_sha256: str
+    input_name: str = ""  # the uploaded file's name, or the submitter's tag for in-memory tiles
 
 
 @dataclass(slots=True)
@@ -115,6 +117,7 @@ class Job:
             submitted_tai_s=self.submitted_tai_s,
             energy_used_j=self.energy_used_j + self.live_energy_j,
             model_sha256=self.model_sha256,
+            input_name=self.input_name,
         )
 
 

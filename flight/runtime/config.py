@@ -32,6 +32,9 @@ the problem, such as `node.toml: [link] url: ...`. Relative paths are relative t
     [orbit]                      # the node's own TLE: eclipse and contact forecast onboard
     tle_line1 = "1 99999U ..."
     tle_line2 = "2 99999 ..."
+    ground_sites = [             # where its passes are: the ISL routes results to the next one
+        { name = "matera", latitude_deg = 40.65, longitude_deg = 16.70, min_elevation_deg = 25.0 },
+    ]
 
     [power]
     eps = "none"                 # "simulated" (emulator, bench) or "sysfs" (Jetson rails, battery)
@@ -57,6 +60,16 @@ the problem, such as `node.toml: [link] url: ...`. Relative paths are relative t
     idle_power_w = 3.0           # modelled payload power when no sensor measures it
     busy_power_w = 15.0          # ... with every worker busy
     simulated_tile_time_s = 0.0  # emulator only: the least time a tile takes (a board's speed)
+
+    [isl]                        # inter-satellite links (component 18), when the node has any
+    address = 1                  # this node's ISL address, 1..4294967294 (none: no ISL)
+    beacon_period_s = 30.0       # a beacon to each neighbour in contact this often
+    neighbour_expiry_s = 100.0   # a neighbour not heard for this long is forgotten
+    offload = true               # offer jobs it cannot finish in time, and take others'
+    retry_s = 30.0               # offers, inputs and results are sent again this often
+    segment_octets = 1024        # file data per ISL packet (models, inputs, results)
+    store_packets = 64           # store-and-forward: packets kept per destination
+    store_octets = 1048576       # ... and octets kept in all
 """
 
 import math
@@ -66,6 +79,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from flight.orbit.errors import OrbitError
+from flight.orbit.ground import GroundSite
 from flight.protocol import icd
 from flight.protocol.sdls import MAX_SPI
 
@@ -126,6 +141,7 @@ class DownlinkSection:
 class OrbitSection:
     tle_line1: str | None = None
     tle_line2: str | None = None
+    ground_sites: tuple[GroundSite, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +174,18 @@ class PayloadSection:
 
 
 @dataclass(frozen=True, slots=True)
+class IslSection:
+    address: int | None = None
+    beacon_period_s: float = 30.0
+    neighbour_expiry_s: float = 100.0
+    offload: bool = True
+    retry_s: float = 30.0
+    segment_octets: int = 1024
+    store_packets: int = 64
+    store_octets: int = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
 class NodeConfig:
     """A whole configuration; `source` is the file it came from (or `<defaults>`)."""
 
@@ -171,6 +199,7 @@ class NodeConfig:
     orbit: OrbitSection = field(default_factory=OrbitSection)
     power: PowerSection = field(default_factory=PowerSection)
     payload: PayloadSection = field(default_factory=PayloadSection)
+    isl: IslSection = field(default_factory=IslSection)
 
     def error(self, key: str, problem: str) -> ConfigError:
         """A ConfigError for `[section] key` of this configuration."""
@@ -190,6 +219,7 @@ _SECTIONS = {
     "orbit": OrbitSection,
     "power": PowerSection,
     "payload": PayloadSection,
+    "isl": IslSection,
 }
 
 # (type, minimum, maximum) of numbers; strings and paths are checked by _check below.
@@ -216,6 +246,20 @@ _RANGES: dict[tuple[str, str], tuple[type, float, float]] = {
     ("payload", "idle_power_w"): (float, 0.0, 1e5),
     ("payload", "busy_power_w"): (float, 0.0, 1e5),
     ("payload", "simulated_tile_time_s"): (float, 0.0, 86_400.0),
+    ("isl", "address"): (int, 1, 2**32 - 2),
+    ("isl", "beacon_period_s"): (float, 0.1, 86_400.0),
+    ("isl", "neighbour_expiry_s"): (float, 0.1, 7 * 86_400.0),
+    ("isl", "retry_s"): (float, 0.1, 86_400.0),
+    ("isl", "segment_octets"): (int, 64, 60_000),
+    ("isl", "store_packets"): (int, 1, 1_000_000),
+    ("isl", "store_octets"): (int, 1024, 2**40),
+}
+_SITE_KEYS = {
+    "name": str,
+    "latitude_deg": float,
+    "longitude_deg": float,
+    "altitude_m": float,
+    "min_elevation_deg": float,
 }
 _CHOICES = {
     ("power", "eps"): ("none", "simulated", "sysfs"),
@@ -228,8 +272,48 @@ def _describe(value: object) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
+def _ground_sites(source: str, where: str, value: Any) -> tuple[GroundSite, ...]:
+    """`[orbit] ground_sites`: a list of tables {name, latitude_deg, longitude_deg,
+    altitude_m = 0, min_elevation_deg = 25}."""
+    example = '[{ name = "matera", latitude_deg = 40.65, longitude_deg = 16.7 }]'
+    if not isinstance(value, list):
+        raise ConfigError(source, where, f"expected a list of sites such as {example}")
+    sites = []
+    for number, item in enumerate(value):
+        here = f"{where}[{number}]"
+        if not isinstance(item, dict):
+            raise ConfigError(source, here, f"expected a table such as {example}")
+        unknown = set(item) - set(_SITE_KEYS)
+        if unknown:
+            keys = ", ".join(_SITE_KEYS)
+            first = sorted(unknown)[0]
+            raise ConfigError(source, here, f"unknown key {first}; a site takes {keys}")
+        missing = {"name", "latitude_deg", "longitude_deg"} - set(item)
+        if missing:
+            raise ConfigError(source, here, f"missing {', '.join(sorted(missing))}")
+        for key, kind in _SITE_KEYS.items():
+            if key not in item:
+                continue
+            field_value = item[key]
+            if kind is str and not (isinstance(field_value, str) and field_value):
+                raise ConfigError(source, f"{here} {key}", "expected a non-empty string")
+            if kind is float and (
+                isinstance(field_value, bool)
+                or not isinstance(field_value, int | float)
+                or not math.isfinite(field_value)
+            ):
+                raise ConfigError(source, f"{here} {key}", "expected a finite number")
+        try:
+            sites.append(GroundSite(**{k: v if k == "name" else float(v) for k, v in item.items()}))
+        except OrbitError as error:
+            raise ConfigError(source, here, str(error)) from None
+    return tuple(sites)
+
+
 def _convert(source: str, section: str, key: str, value: Any, annotation: Any, base: Path) -> Any:
     where = f"[{section}] {key}"
+    if (section, key) == ("orbit", "ground_sites"):
+        return _ground_sites(source, where, value)
     if (section, key) in _RANGES:
         kind, low, high = _RANGES[(section, key)]
         if isinstance(value, bool) or not isinstance(value, int | float):

@@ -6,8 +6,11 @@ import logging
 import signal
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
+from flight.isl.routing import ContactGraph
+from flight.link import Link
 from flight.runtime import clock
 from flight.runtime.component import Component
 from flight.runtime.config import ConfigError, NodeConfig, load
@@ -41,14 +44,62 @@ BENCH_RECORD_MAX_AGE_S = 5.0
 
 
 def compute_components(
-    config: NodeConfig, *, eps: object = None, sysfs_root: Path = Path("/sys")
+    config: NodeConfig,
+    *,
+    eps: object = None,
+    sysfs_root: Path = Path("/sys"),
+    isl_links: Mapping[int, Link] | None = None,
+    contact_plan: ContactGraph | None = None,
 ) -> list[tuple[int, Component]]:
-    """The payload, and its power governor when the node has an EPS to read (`[power] eps`).
+    """The payload, its power governor when the node has an EPS to read (`[power] eps`), and
+    the ISL component when `[isl] address` is set.
 
     `eps` replaces the configured driver (the emulator's simulated EPS reads its physics).
     A TLE in `[orbit]` gives the governor its sunlight forecast; without one it plans as if a
-    long eclipse began at every tick.
+    long eclipse began at every tick. `isl_links` (peer address -> an opened Link, the
+    caller's to keep) and `contact_plan` (the constellation's links) are the ISL's.
     """
+    components = _compute_components(config, eps=eps, sysfs_root=sysfs_root)
+    if config.isl.address is not None:
+        components.append(_isl(config, components, isl_links or {}, contact_plan))
+    return components
+
+
+def _isl(
+    config: NodeConfig,
+    components: list[tuple[int, Component]],
+    links: Mapping[int, Link],
+    contact_plan: ContactGraph | None,
+) -> tuple[int, Component]:
+    from flight.isl.component import ISL_COMPONENT_ID, Isl
+    from flight.orbit import Orbit, OrbitError
+    from flight.payload import Payload
+    from flight.power.component import Power
+
+    payload = next(c for _, c in components if isinstance(c, Payload))
+    power = next((c for _, c in components if isinstance(c, Power)), None)
+    orbit = power.orbit if power is not None else None
+    if orbit is None and config.orbit.tle_line1 is not None and config.orbit.tle_line2 is not None:
+        try:
+            orbit = Orbit.from_tle(config.orbit.tle_line1, config.orbit.tle_line2)
+        except OrbitError as error:
+            raise config.error("[orbit] tle_line1", str(error)) from None
+    isl = Isl(
+        config.isl,
+        state_dir=config.node.state_dir,
+        links=links,
+        payload=payload,
+        power=power,
+        contact_plan=contact_plan,
+        orbit=orbit,
+        ground_sites=config.orbit.ground_sites,
+    )
+    return ISL_COMPONENT_ID, isl
+
+
+def _compute_components(
+    config: NodeConfig, *, eps: object, sysfs_root: Path
+) -> list[tuple[int, Component]]:
     from flight.orbit import Orbit, OrbitError
     from flight.payload import PAYLOAD_COMPONENT_ID, Payload
     from flight.power import CpuFrequency, EpsError, SimulatedEps, SysfsEps
