@@ -18,6 +18,7 @@ dropped and delayed by the same geometry step, and the nodes route and offload o
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -27,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -71,6 +72,9 @@ from hil.sim.scenario import (
     LinkDamage,
     Reboot,
 )
+
+if TYPE_CHECKING:
+    from hil.sim.realtime import RealNodeSpec, RealSatellite
 
 __all__ = [
     "BatteryFade",
@@ -132,6 +136,7 @@ class Satellite:
         self.node: Node | None = None
         self.payload: Payload | None = None
         self.station: GroundStation | None = None
+        self.real: RealSatellite | None = None  # a real node (hil.sim.realtime) instead of `node`
         self.boots: list[int] = []  # boot count of every start, in order
         self.in_contact = False
         self.passes: list[Pass] = []
@@ -146,6 +151,8 @@ class Satellite:
 
     def payload_power_w(self) -> float:
         """What the node's payload draws now (nothing before the node has booted)."""
+        if self.real is not None:
+            return self.real.payload_power_w()
         return 0.0 if self.payload is None else self.payload.power_w()
 
     def next_sequence(self) -> int:
@@ -162,6 +169,8 @@ class Emulator:
     can), the stations and the links, and writes `<run_dir>/events.jsonl`. `state_root` is
     where the nodes keep their state (default `run_dir`; a tmpfs saves the disk's syncs).
     `progress(virtual_s, duration_s, wall_s)` is called about once per wall second.
+    `real_node` makes one satellite a real flight process or board (hil.sim.realtime): the
+    emulator then runs in real time (a real loop) and that satellite has no ISL.
     """
 
     def __init__(
@@ -172,8 +181,16 @@ class Emulator:
         policy: str | None = None,
         state_root: Path | None = None,
         progress: Callable[[float, float, float], None] | None = None,
+        real_node: "RealNodeSpec | None" = None,
     ) -> None:
-        self.scenario = scenario
+        if real_node is not None:
+            # A node on a real loop keeps mission time from the host's UTC clock (its own
+            # anchor at boot): the scenario's epoch follows, or every deadline would be past.
+            scenario = replace(scenario, epoch_unix_s=time.time())
+        # Every satellite's physics starts at the scenario's epoch.
+        self.scenario = scenario = replace(
+            scenario, satellite=replace(scenario.satellite, epoch_unix_s=scenario.epoch_unix_s)
+        )
         self.policy = scenario.policies[0] if policy is None else policy
         choice(self.policy)  # an unknown policy is refused before anything starts
         self.run_dir = Path(run_dir)
@@ -182,6 +199,8 @@ class Emulator:
             Satellite(index, orbit, self.run_dir, state_root, scenario.seed)
             for index, orbit in enumerate(scenario.orbits)
         ]
+        if real_node is not None:
+            self._make_real(real_node)
         self.network: Any = None  # hil.sim.links.IslNetwork when the scenario has ISLs
         self.samples: list[Sample] = []
         self.flows: dict[str, OffloadFlow] = {}
@@ -201,6 +220,31 @@ class Emulator:
         self._model_path = self.run_dir / "cloud_mask.onnx"
         self._model_sha256 = ""
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _make_real(self, spec: "RealNodeSpec") -> None:
+        from hil.sim.realtime import RealSatellite
+
+        if not 0 <= spec.sat < len(self.satellites):
+            raise ValueError(
+                f"real node sat {spec.sat} is not one of 0..{len(self.satellites) - 1}"
+            )
+        if self._has_isl():
+            raise ValueError(
+                "a real node has no inter-satellite links: run it with [isl] enabled = false"
+            )
+        satellite = self.satellites[spec.sat]
+        satellite.real = RealSatellite(
+            spec,
+            name=satellite.name,
+            orbit=satellite.orbit,
+            satellite=self.scenario.satellite,
+            policy=self.policy,
+            work_dir=satellite.dir,
+            housekeeping_interval_s=self.scenario.cadence.housekeeping_interval_s,
+            unix_time=self.unix_now,
+            log=functools.partial(self._log, satellite),
+        )
+        satellite.boots = satellite.real.boots  # the real node's, as they are reported
 
     # -- time ------------------------------------------------------------------------------------
 
@@ -255,15 +299,23 @@ class Emulator:
             satellite.flight_link.set_up(False)  # the first geometry step says who is in contact
             await self._stack.enter_async_context(satellite.flight_link)
             await self._stack.enter_async_context(satellite.ground_link)
+        for satellite in self.satellites:
+            if satellite.real is not None:  # started, gated and fed before the others boot
+                await self._stack.enter_async_context(satellite.real)
+                satellite.station = satellite.real.station
         self._group = asyncio.TaskGroup()
         await self._group.__aenter__()
         self._stack.push_async_exit(self._group.__aexit__)
         for satellite in self.satellites:
+            if satellite.real is not None:
+                continue
             started: asyncio.Future[None] = self._loop.create_future()
             self._group.create_task(self._live(satellite, started), name=satellite.name)
             await started
         dictionaries: dict[str, Dictionary] = {}  # identical nodes share one parsed dictionary
         for satellite in self.satellites:
+            if satellite.real is not None:
+                continue
             assert satellite.node is not None
             document = satellite.node.dictionary()
             key = json.dumps(document, sort_keys=True)
@@ -287,7 +339,8 @@ class Emulator:
         for number, fault in enumerate(self._faults):
             self._spawn(self._fault(fault), f"fault{number}")
         for satellite in self.satellites:
-            self._spawn(self._imaging(satellite), f"{satellite.name} imaging")
+            if satellite.real is None:  # a real node holds no model to image with
+                self._spawn(self._imaging(satellite), f"{satellite.name} imaging")
 
     def _spawn(self, coroutine: Any, name: str) -> None:
         assert self._group is not None
@@ -328,6 +381,8 @@ class Emulator:
     # -- one satellite -----------------------------------------------------------------------------
 
     def _environment(self, satellite: Satellite) -> SatelliteEnvironment:
+        if satellite.real is not None:  # one physics: its sensor feed reads the same object
+            return satellite.real.environment
         return satellite_environment(
             self.scenario.satellite,
             satellite.orbit,
@@ -593,11 +648,14 @@ class Emulator:
                 self._plan_uplinks(satellite)
             else:
                 self._end_pass(satellite, now)
-            satellite.flight_link.set_up(up)
+            if satellite.real is None:  # a real node's line is its umbilical: never cut
+                satellite.flight_link.set_up(up)
 
     def _plan_uplinks(self, satellite: Satellite) -> None:
         mean = self.scenario.workload.uplinked_jobs_per_pass
         if mean <= 0.0 or satellite.station is None or self._stopping:
+            return
+        if satellite.real is not None:  # a real node holds no model to run uplinked jobs on
             return
         number = len(satellite.passes)
         rng = random.Random(f"uplinks:{self.scenario.seed}:{satellite.index}:{number}")
@@ -627,7 +685,9 @@ class Emulator:
         satellite = self.satellites[fault.sat]
         if isinstance(fault, Reboot):
             self._log(satellite, "fault", fault="reboot", off_s=fault.off_s)
-            if satellite.node is not None:  # already off: a reboot of a dead node does nothing
+            if satellite.real is not None:
+                await satellite.real.reboot(fault.off_s)
+            elif satellite.node is not None:  # already off: a reboot of a dead node does nothing
                 satellite._reboot_off_s = fault.off_s
                 satellite.node.request_stop()
         elif isinstance(fault, BatteryFade):
@@ -640,7 +700,9 @@ class Emulator:
             # takes the process down, and systemd starts it again (deploy/penumbra.service).
             busy = 0 if satellite.payload is None else satellite.payload.busy_workers
             self._log(satellite, "fault", fault="core_crash", busy_workers=busy)
-            if satellite.node is not None:
+            if satellite.real is not None:
+                await satellite.real.reboot(SYSTEMD_RESTART_S)
+            elif satellite.node is not None:
                 satellite._reboot_off_s = SYSTEMD_RESTART_S
                 satellite.node.request_stop()
 
@@ -694,6 +756,8 @@ class Emulator:
 
     def _job_counts(self, satellite: Satellite) -> tuple[int, int, int]:
         """(queued, done, missed) of the jobs this satellite's payload holds now."""
+        if satellite.real is not None:
+            return satellite.real.job_counts()
         payload = satellite.payload
         if payload is None:
             last = [s for s in self.samples if s.sat == satellite.index][-1:]
@@ -707,7 +771,7 @@ class Emulator:
             if job.state is JobState.DONE:
                 done += 1
                 value += job.value
-            elif _offloaded(job.state):
+            elif job.state is JobState.OFFLOADED:
                 continue
             elif job.state is JobState.EXPIRED or job.deadline_tai_s <= now_tai:
                 missed += 1
@@ -841,11 +905,6 @@ class Emulator:
         with path.open("w", encoding="utf-8") as out:
             for entry in self.events:
                 out.write(json.dumps(entry, allow_nan=True) + "\n")
-
-
-def _offloaded(state: JobState) -> bool:
-    """A job handed to another satellite (the payload's OFFLOADED state, once it has one)."""
-    return state.name == "OFFLOADED"
 
 
 def _poisson(rng: random.Random, mean: float) -> int:
