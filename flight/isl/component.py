@@ -55,14 +55,21 @@ from flight.protocol.cfdp import (
 )
 from flight.protocol.errors import ProtocolError
 from flight.runtime.clock import MissionClock
-from flight.runtime.component import Arg, Component, Event, Mode, Severity, Telemetry
+from flight.runtime.component import (
+    Arg,
+    Component,
+    Event,
+    Mode,
+    Severity,
+    Telemetry,
+    rate_group,
+)
 from flight.runtime.config import IslSection
 from flight.runtime.store import Counter, Store, StoreError
 
 ISL_COMPONENT_ID = 18
 """The ISL component's id when a node hosts it."""
 STATE_RECORD = "isl_offload"
-TICK_S = 1.0  # beacons, retries, releases and offload decisions are looked at this often
 OFFER_TIMEOUT_RETRIES = 3  # an offer unanswered for this many retry periods is withdrawn
 LINK_QUEUE_PACKETS = 4096  # packets waiting for one link's serialiser; beyond: dropped, counted
 FILE_PRIORITY = 2  # files go after control traffic (7) and before bulk data (0)
@@ -385,9 +392,7 @@ class Isl(Component):
                 for peer, link in sorted(self.links.items()):
                     group.create_task(self._receive_from(peer, link), name=f"isl.rx{peer}")
                     group.create_task(self._send_to(peer, link), name=f"isl.tx{peer}")
-                while True:
-                    self._tick()
-                    await asyncio.sleep(TICK_S)
+                await asyncio.Future()  # the links' tasks run until the node stops
             finally:
                 self._group = None
 
@@ -419,6 +424,13 @@ class Isl(Component):
             self._act(self.router.hold(packet, self._now()))
 
     # -- each second ----------------------------------------------------------------------------
+
+    @rate_group("1Hz")
+    def tick(self) -> None:
+        """Beacons, retries, releases and offload decisions, on the node's 1 Hz group (so
+        that a node on a coarser cadence, as in the emulator, looks at them less often)."""
+        if self._group is not None:  # the links' tasks are running
+            self._tick()
 
     def _tick(self) -> None:
         now = self._now()
