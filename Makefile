@@ -18,8 +18,9 @@ $(INSTALLED): pyproject.toml $(NATIVE_SOURCES)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# The constellation demo (scenarios/demo.toml): prints a summary table and where report.html is.
 demo: $(INSTALLED)
-	$(BIN)/penumbra demo
+	$(BIN)/penumbra sim run scenarios/demo.toml
 
 # The suite (its tests/acceptance against the in-process sil target), the acceptance suite again
 # against a `penumbra flight` process over a pty (power cuts included), then the soak properties

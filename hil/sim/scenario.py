@@ -338,6 +338,20 @@ class ScenarioError(Exception):
         self.reason = reason
 
 
+# [satellite] numbers: (whole number?, lowest, highest); the PowerScenario has no checks of its own.
+_SATELLITE_RANGES: dict[str, tuple[bool, float, float]] = {
+    "battery_wh": (False, 0.001, 1e6),
+    "initial_soc": (False, 0.0, 1.0),
+    "solar_power_w": (False, 0.0, 1e6),
+    "bus_power_w": (False, 0.0, 1e5),
+    "payload_idle_w": (False, 0.0, 1e5),
+    "payload_busy_w": (False, 0.0, 1e5),
+    "max_workers": (True, 1, 256),
+    "batch_tiles": (True, 1, 1_000_000),
+    "floor_soc": (False, 0.0, 0.99),
+    "tile_time_s": (False, 0.0, 86_400.0),
+    "store_packets": (True, 1, 10_000_000),
+}
 _SCENARIO_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _FILE_KEYS = {
     "scenario": (
@@ -353,19 +367,7 @@ _FILE_KEYS = {
     "constellation": ("walker", "tle_file", "planes"),
     "walker": ("total", "planes", "phasing", "altitude_km", "inclination_deg", "raan_spread_deg"),
     "ground_station": ("name", "lat_deg", "lon_deg", "altitude_m", "min_elevation_deg"),
-    "satellite": (
-        "battery_wh",
-        "initial_soc",
-        "solar_power_w",
-        "bus_power_w",
-        "payload_idle_w",
-        "payload_busy_w",
-        "max_workers",
-        "batch_tiles",
-        "floor_soc",
-        "tile_time_s",
-        "store_packets",
-    ),
+    "satellite": tuple(_SATELLITE_RANGES),
     "isl": (
         "enabled",
         "topology",
@@ -393,20 +395,6 @@ _FAULT_KEYS = {
     "battery_fade": ("sat", "fraction"),
     "core_crash": ("sat",),
     "link_damage": ("fraction", "duration_h", "duration_s"),
-}
-# [satellite] numbers: (whole number?, lowest, highest); the PowerScenario has no checks of its own.
-_SATELLITE_RANGES: dict[str, tuple[bool, float, float]] = {
-    "battery_wh": (False, 0.001, 1e6),
-    "initial_soc": (False, 0.0, 1.0),
-    "solar_power_w": (False, 0.0, 1e6),
-    "bus_power_w": (False, 0.0, 1e5),
-    "payload_idle_w": (False, 0.0, 1e5),
-    "payload_busy_w": (False, 0.0, 1e5),
-    "max_workers": (True, 1, 256),
-    "batch_tiles": (True, 1, 1_000_000),
-    "floor_soc": (False, 0.0, 0.99),
-    "tile_time_s": (False, 0.0, 86_400.0),
-    "store_packets": (True, 1, 10_000_000),
 }
 
 
