@@ -509,15 +509,13 @@ class Isl(Component):
         now = self._now()
         unix = self._now_tai() - _UNIX_TO_TAI_S
         forecast = self._forecast
-        # One SGP4 forecast serves until its horizon nears its end, or, with no pass in it,
-        # for a forecast period: a constellation of a thousand nodes cannot afford more.
-        waited = now - self._forecast_s >= CONTACT_FORECAST_PERIOD_S
-        if forecast is None:
-            stale = waited  # none yet, or it failed: try again each period
-        elif unix >= forecast.end_unix_s - CONTACT_FORECAST_PERIOD_S:
-            stale = True
+        # One SGP4 forecast serves until its horizon nears its end: the orbit is the TLE's, so
+        # a forecast with no pass in it says "none before its end" for as long. A constellation
+        # of a thousand nodes cannot afford more.
+        if forecast is None:  # none yet, or it failed: try again each period
+            stale = now - self._forecast_s >= CONTACT_FORECAST_PERIOD_S
         else:
-            stale = waited and forecast.next("contact", unix) is None
+            stale = unix >= forecast.end_unix_s - CONTACT_FORECAST_PERIOD_S
         if stale:
             self._forecast_s = now
             try:
