@@ -45,7 +45,6 @@ POWER_COMPONENT_ID = 16
 """The power component's id when a node hosts it."""
 SOC_RECORD = "power_soc"
 SOC_SAVE_PERIOD_S = 60.0  # the estimate survives a reboot to within a minute of coulombs
-FORECAST_PERIOD_S = 600.0
 STALE_EPS_S = 5.0  # no EPS reading for this long: the payload is shed
 LOW_POWER_EXIT_ABOVE_FLOOR = 0.05
 UNDERVOLTAGE_HYSTERESIS_V = 0.3
@@ -392,7 +391,7 @@ class Power(Component):
         return clock.tai_at(loop_time) if clock is not None else loop_time
 
     def _refresh_forecast(self, now: float, now_tai: float) -> None:
-        if self.orbit is None or now - self._forecast_s < FORECAST_PERIOD_S:
+        if self.orbit is None or now - self._forecast_s < self.config.forecast_period_s:
             return
         self._forecast_s = now
         try:

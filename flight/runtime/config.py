@@ -47,6 +47,7 @@ the problem, such as `node.toml: [link] url: ...`. Relative paths are relative t
     bus_power_w = 5.0            # the platform's own load, until measured
     solar_power_w = 30.0         # mean sunlit harvest, until measured
     forecast_horizon_s = 12000.0 # how far ahead the governor plans (about two orbits at 550 km)
+    forecast_period_s = 600.0    # how often that forecast is computed again (SGP4 from the TLE)
     cpu_freq_control = false     # write cpufreq caps (needs root; read-only by default)
     solar_rail = "VDD_IN"        # sysfs: INA3221 rail labels (Jetson: VDD_IN, VDD_CPU_GPU_CV, ...)
     payload_rail = "VDD_CPU_GPU_CV"
@@ -156,6 +157,7 @@ class PowerSection:
     bus_power_w: float = 5.0
     solar_power_w: float = 30.0
     forecast_horizon_s: float = 12_000.0
+    forecast_period_s: float = 600.0
     cpu_freq_control: bool = False
     solar_rail: str | None = None
     payload_rail: str | None = None
@@ -228,7 +230,7 @@ _RANGES: dict[tuple[str, str], tuple[type, float, float]] = {
     ("node", "apid"): (int, 1, 0x7FE),
     ("link", "spi"): (int, 0, MAX_SPI),
     ("time", "epoch_tai_s"): (float, 0.0, float(2**32 - 1)),
-    ("rate_groups", "tick_hz"): (float, 0.1, 1000.0),
+    ("rate_groups", "tick_hz"): (float, 0.01, 1000.0),
     ("rate_groups", "jitter_samples"): (int, 1, 10_000_000),
     ("housekeeping", "interval_ms"): (int, 100, 2**32 - 1),
     ("downlink", "store_packets"): (int, 1, 10_000_000),
@@ -241,6 +243,7 @@ _RANGES: dict[tuple[str, str], tuple[type, float, float]] = {
     ("power", "bus_power_w"): (float, 0.0, 1e5),
     ("power", "solar_power_w"): (float, 0.0, 1e6),
     ("power", "forecast_horizon_s"): (float, 600.0, 7 * 86_400.0),
+    ("power", "forecast_period_s"): (float, 1.0, 7 * 86_400.0),
     ("payload", "max_workers"): (int, 1, 256),
     ("payload", "batch_tiles"): (int, 1, 1_000_000),
     ("payload", "idle_power_w"): (float, 0.0, 1e5),
@@ -393,6 +396,13 @@ def parse(text: str, *, source: str = DEFAULTS_SOURCE, base: Path | None = None)
         )
     if (config.orbit.tle_line1 is None) != (config.orbit.tle_line2 is None):
         raise ConfigError(source, "[orbit]", "give both tle_line1 and tle_line2, or neither")
+    if config.power.forecast_period_s >= config.power.forecast_horizon_s:
+        raise ConfigError(
+            source,
+            "[power] forecast_period_s",
+            f"{config.power.forecast_period_s:g} s is not shorter than forecast_horizon_s "
+            f"({config.power.forecast_horizon_s:g} s): the forecast would run out before the next",
+        )
     if config.payload.busy_power_w < config.payload.idle_power_w:
         raise ConfigError(
             source, "[payload] busy_power_w", "below idle_power_w: a busy payload draws more"

@@ -410,7 +410,11 @@ class Emulator:
                 store_packets=self.scenario.store_packets,
                 idle_frame_period_s=cadence.idle_frame_period_s,
             ),
-            power=replace(config.power, policy=self._policy_name()),
+            power=replace(
+                config.power,
+                policy=self._policy_name(),
+                forecast_period_s=cadence.forecast_period_s,
+            ),
         )
         if self._has_isl():
             from flight.runtime.config import IslSection

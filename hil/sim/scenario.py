@@ -189,41 +189,62 @@ class Workload:
 class Cadence:
     """How often each node's periodic work runs: the same flight code on a coarser schedule.
 
-    On a board a node ticks at 10 Hz (power protection; the governor at 1 Hz) and reports, pings
-    and sends idle frames every second (`FLIGHT_CADENCE`), which costs about 3.5 s of CPU per
-    node-hour. The default here ticks every 10 s (protection every 10 s, the governor every
-    100 s), about 25 times cheaper: fine for energy over an orbit (a battery does not cross
-    from its floor to under-voltage in seconds), not for a study of the 10 Hz protection itself,
-    which the bench and `hil.sim.power` run at flight rates (docs/emulator.md)."""
+    On a board a node ticks at 10 Hz (power protection; the governor at 1 Hz), reports, pings
+    and sends idle frames every second and forecasts its sunlight every 600 s
+    (`FLIGHT_CADENCE`), which costs about 3.5 s of CPU per node-hour. The default here ticks
+    every 10 s (protection every 10 s, the governor every 100 s) and forecasts every 3,000 s
+    (of a 12,000 s horizon): fine for energy over an orbit (a battery does not cross from its
+    floor to under-voltage in seconds), not for a study of the 10 Hz protection itself, which
+    the bench and `hil.sim.power` run at flight rates. `COARSE_CADENCE` is for hundreds of
+    satellites (docs/emulator.md has the costs of each)."""
 
     tick_hz: float = 0.1
     housekeeping_interval_s: float = 300.0
-    ping_period_s: float = 60.0
+    ping_period_s: float = 600.0
     idle_frame_period_s: float = 60.0
+    forecast_period_s: float = 3_000.0
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.tick_hz) and 0.1 <= self.tick_hz <= 1000.0):
-            raise ValueError(f"tick_hz must be in 0.1..1000, not {self.tick_hz}")
+        if not (math.isfinite(self.tick_hz) and 0.01 <= self.tick_hz <= 1000.0):
+            raise ValueError(f"tick_hz must be in 0.01..1000, not {self.tick_hz}")
         if not (
             math.isfinite(self.housekeeping_interval_s) and self.housekeeping_interval_s >= 0.1
         ):
             raise ValueError(
                 f"housekeeping_interval_s must be >= 0.1 s, not {self.housekeeping_interval_s}"
             )
-        if not (math.isfinite(self.ping_period_s) and 0.1 <= self.ping_period_s <= 60.0):
-            raise ValueError(f"ping_period_s must be in 0.1..60 s, not {self.ping_period_s}")
+        if not (math.isfinite(self.ping_period_s) and 0.1 <= self.ping_period_s <= 3600.0):
+            raise ValueError(f"ping_period_s must be in 0.1..3600 s, not {self.ping_period_s}")
         if not (
             math.isfinite(self.idle_frame_period_s) and 0.01 <= self.idle_frame_period_s <= 3600.0
         ):
             raise ValueError(
                 f"idle_frame_period_s must be in 0.01..3600 s, not {self.idle_frame_period_s}"
             )
+        # The node's forecast horizon is 12,000 s: a refresh must come before it runs out.
+        if not (math.isfinite(self.forecast_period_s) and 1.0 <= self.forecast_period_s <= 6000.0):
+            raise ValueError(
+                f"forecast_period_s must be in 1..6000 s, not {self.forecast_period_s}"
+            )
 
 
 FLIGHT_CADENCE = Cadence(
-    tick_hz=10.0, housekeeping_interval_s=1.0, ping_period_s=1.0, idle_frame_period_s=1.0
+    tick_hz=10.0,
+    housekeeping_interval_s=1.0,
+    ping_period_s=1.0,
+    idle_frame_period_s=1.0,
+    forecast_period_s=600.0,
 )
 """What a node runs on a board: the emulator's highest fidelity."""
+
+COARSE_CADENCE = Cadence(
+    tick_hz=0.02,
+    housekeeping_interval_s=1_800.0,
+    ping_period_s=1_800.0,
+    idle_frame_period_s=600.0,
+    forecast_period_s=6_000.0,
+)
+"""For hundreds of satellites: protection every 50 s, the governor every 500 s."""
 
 
 # -- the scenario ---------------------------------------------------------------------------------
@@ -385,7 +406,13 @@ _FILE_KEYS = {
         "values",
         "value_weights",
     ),
-    "cadence": ("tick_hz", "housekeeping_interval_s", "ping_period_s", "idle_frame_period_s"),
+    "cadence": (
+        "tick_hz",
+        "housekeeping_interval_s",
+        "ping_period_s",
+        "idle_frame_period_s",
+        "forecast_period_s",
+    ),
     "poisson": ("kind", "rate_per_hour", "off_s", "fraction"),
 }
 _TABLES = ("scenario", "constellation", "satellite", "isl", "workload", "cadence")

@@ -91,7 +91,7 @@ class Health(Component):
         "u32",
         default=1000,
         minimum=100,
-        maximum=60_000,
+        maximum=3_600_000,
         doc="Each component is pinged this often.",
     )
 
@@ -199,7 +199,7 @@ class Health(Component):
         if parameter is self.PING_PERIOD_MS:
             self._period_changed.set()
 
-    @command(period_ms=Arg("u32", minimum=100, maximum=60_000, doc="Milliseconds."))
+    @command(period_ms=Arg("u32", minimum=100, maximum=3_600_000, doc="Milliseconds."))
     async def SET_PING_PERIOD(self, period_ms: int) -> None:
         """Ping every component this often (the PING_PERIOD_MS parameter; SAVE keeps it)."""
         self.set_parameter(self.PING_PERIOD_MS, period_ms)

@@ -87,6 +87,11 @@ idle_frame_period_s = 0.5
             "[payload]\nidle_power_w = 4.0\nbusy_power_w = 3.0",
             "node.toml: [payload] busy_power_w: below idle_power_w",
         ),
+        (
+            "[power]\nforecast_horizon_s = 3000\nforecast_period_s = 3000",
+            "node.toml: [power] forecast_period_s: 3000 s is not shorter than forecast_horizon_s",
+        ),
+        ("[rate_groups]\ntick_hz = 0.001", "node.toml: [rate_groups] tick_hz: 0.001 is outside"),
         ("[orbit]\ntle_line1 = '1 2'", "node.toml: [orbit]: give both tle_line1 and tle_line2"),
         ("node = 3", "node.toml: node: expected a [node] table"),
         ("[node", "node.toml: not valid TOML"),

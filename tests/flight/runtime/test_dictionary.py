@@ -66,7 +66,7 @@ def test_it_has_the_contract_shape() -> None:
             "name": "period_ms",
             "type": "u32",
             "minimum": 100,
-            "maximum": 60000,
+            "maximum": 3600000,
             "description": "Milliseconds.",
         }
     ]
@@ -83,7 +83,7 @@ def test_it_has_the_contract_shape() -> None:
         "id": 0x0300,
         "type": "u32",
         "minimum": 100,
-        "maximum": 60000,
+        "maximum": 3600000,
         "default": 1000,
         "description": "Each component is pinged this often.",
     }

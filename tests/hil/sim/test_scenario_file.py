@@ -225,7 +225,7 @@ def test_a_missing_file_and_bad_toml_say_so(tmp_path: Path) -> None:
         ("[isl]\nrate_bps = -1\n", "[isl] rate_bps", "must be > 0 bits per second, not -1"),
         ("[isl]\ntopology = 'mesh'\n", "[isl] topology", "'mesh' is not one of ('grid', 'all')"),
         ("[isl]\nmax_range_km = 0\n", "[isl] max_range_km", "must be > 0 km, not 0"),
-        ("[cadence]\ntick_hz = 0\n", "[cadence] tick_hz", "must be in 0.1..1000, not 0"),
+        ("[cadence]\ntick_hz = 0\n", "[cadence] tick_hz", "must be in 0.01..1000, not 0"),
         ("[workload]\ntiles_per_job = [5, 2]\n", "[workload] tiles_per_job", "1 <= low <= high"),
         ("[workload]\nvalues = [1, 2]\n", "[workload] value_weights", "one weight per value"),
         ("[satellite]\nfloor_soc = 1.5\n", "[satellite] floor_soc", "1.5 is outside 0..0.99"),
