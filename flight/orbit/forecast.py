@@ -29,6 +29,11 @@ PENUMBRA_SUBSTEP_S = 1.0
 """Extra illumination samples this far apart across every penumbra, for `illumination_at`."""
 
 _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
+PEAK_TOLERANCE_S = 0.1
+"""How closely a maximum below the mask is located: its value, not its time, decides whether
+a pass hides there, and the elevation is flat at its maximum."""
+EARTH_GM_M3_S2 = 3.986_004_418e14
+EARTH_ROTATION_RAD_S = 7.292_115_146_7e-5
 
 Sampler = Callable[[NDArray[np.float64]], NDArray[np.float64]]
 
@@ -119,9 +124,10 @@ class Forecast:
                 return _elevations(orbit.positions_m(t), t, site) - site.min_elevation_deg
 
             sampled = _elevations(positions, times, site) - site.min_elevation_deg
+            rise = _max_elevation_rise_deg(positions, site, step_s)
             contacts.extend(
                 Interval(start, end, "contact", site.name)
-                for start, end in _positive_regions(above, times, sampled)
+                for start, end in _positive_regions(above, times, sampled, max_rise=rise)
                 if end > start
             )
         contacts.sort(key=lambda interval: (interval.start_unix_s, interval.name))
@@ -178,6 +184,21 @@ def _elevations(
     return np.degrees(np.arcsin(np.clip(sine, -1.0, 1.0)))
 
 
+def _max_elevation_rise_deg(
+    positions_m: NDArray[np.float64], site: GroundSite, step_s: float
+) -> float:
+    """The most the elevation from `site` can rise within one step: the line of sight turns at
+    most |v| / range, with |v| below the escape speed plus the Earth's rotation, and the range
+    above the orbit's radius less the site's. Infinite where the bound does not hold."""
+    radius = np.linalg.norm(positions_m, axis=-1)
+    low, high = float(radius.min()), float(radius.max())
+    site_radius = float(np.linalg.norm(site.ecef_m()))
+    if low <= site_radius:
+        return math.inf
+    speed = math.sqrt(2.0 * EARTH_GM_M3_S2 / low) + EARTH_ROTATION_RAD_S * high
+    return math.degrees(speed / (low - site_radius) * step_s)
+
+
 def _bisect(
     g: Sampler, low: NDArray[np.float64], high: NDArray[np.float64], low_positive: NDArray[np.bool_]
 ) -> NDArray[np.float64]:
@@ -199,7 +220,7 @@ def _peaks(
     c = b - _GOLDEN * (b - a)
     d = a + _GOLDEN * (b - a)
     gc, gd = g(c), g(d)
-    while a.size and np.max(b - a) > BOUNDARY_TOLERANCE_S:
+    while a.size and np.max(b - a) > PEAK_TOLERANCE_S:
         left = gc > gd
         # Keep [a, d] where the left probe is higher, else [c, b].
         b = np.where(left, d, b)
@@ -213,9 +234,15 @@ def _peaks(
 
 
 def _positive_regions(
-    g: Sampler, times: NDArray[np.float64], values: NDArray[np.float64]
+    g: Sampler,
+    times: NDArray[np.float64],
+    values: NDArray[np.float64],
+    *,
+    max_rise: float = math.inf,
 ) -> list[tuple[float, float]]:
-    """The [start, end] stretches of [times[0], times[-1]] where g >= 0, from its samples."""
+    """The [start, end] stretches of [times[0], times[-1]] where g >= 0, from its samples.
+    `max_rise` bounds how much g can rise within one sample step: a local maximum of the
+    samples further than that below zero cannot hide a positive stretch and is not searched."""
     positive = values >= 0.0
     changes = np.flatnonzero(positive[:-1] != positive[1:])
     crossings = _bisect(g, times[changes], times[changes + 1], positive[changes])
@@ -239,6 +266,7 @@ def _positive_regions(
         & ~positive[middle + 1]
         & (values[middle] > values[middle - 1])
         & (values[middle] >= values[middle + 1])
+        & (values[middle] + max_rise >= 0.0)
     ]
     if candidates.size:
         peak_times, peak_values = _peaks(g, times[candidates - 1], times[candidates + 1])

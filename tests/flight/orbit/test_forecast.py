@@ -140,3 +140,33 @@ def test_interval_checks_its_kind_and_order() -> None:
         Interval(0.0, 1.0, "dusk")
     with pytest.raises(ValueError, match="before it starts"):
         Interval(2.0, 1.0, "sunlit")
+
+
+def test_the_elevation_never_rises_faster_than_the_bound_that_skips_peaks(orbit: Orbit) -> None:
+    from flight.orbit.forecast import _elevations, _max_elevation_rise_deg
+
+    step_s = 30.0
+    times = EPOCH + np.arange(0.0, 86_400.0, 1.0)
+    positions = orbit.positions_m(times)
+    window = int(step_s)
+    for site in (GroundSite("kiruna", 67.86, 20.96), GroundSite("quito", -0.18, -78.47)):
+        elevation = _elevations(positions, times, site)
+        rises = elevation[window:] - elevation[:-window]
+        bound = _max_elevation_rise_deg(positions, site, step_s)
+        assert 0.0 < rises.max() < bound < 90.0
+
+
+def test_skipping_unreachable_peaks_loses_no_pass(orbit: Orbit) -> None:
+    # Passes of about a minute above a 60 deg mask, sampled every 120 s: most fall between
+    # two samples and are found from the sampled maxima, which the bound must not skip.
+    sites = [
+        GroundSite(name, lat, lon, min_elevation_deg=60.0)
+        for name, lat, lon in (("kiruna", 67.86, 20.96), ("quito", -0.18, -78.47))
+    ]
+    fine = Forecast.compute(orbit, EPOCH, 86_400.0, sites=sites, step_s=2.0)
+    coarse = Forecast.compute(orbit, EPOCH, 86_400.0, sites=sites, step_s=120.0)
+    assert len(fine.contacts) >= 2
+    assert all(c.end_unix_s - c.start_unix_s < 120.0 for c in fine.contacts)
+    assert [(c.name, round(c.start_unix_s, 1)) for c in coarse.contacts] == [
+        (c.name, round(c.start_unix_s, 1)) for c in fine.contacts
+    ]
