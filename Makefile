@@ -9,7 +9,7 @@ INSTALLED := $(VENV)/.installed
 # its sources makes the install step run again, so that `make test` always tests the current C.
 NATIVE_SOURCES := setup.py native/build_native.py $(wildcard native/src/*.c native/src/*.h native/include/*.h)
 
-.PHONY: demo test lint format bench bench-protocol bench-runtime bench-inference bench-power soak clean native-check
+.PHONY: demo test lint format bench bench-protocol bench-runtime bench-inference bench-power bench-emulator soak clean native-check
 
 $(INSTALLED): pyproject.toml $(NATIVE_SOURCES)
 	$(PYTHON) -c 'import sys; sys.exit("Penumbra needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -39,7 +39,7 @@ format: $(INSTALLED)
 	$(BIN)/ruff format .
 
 # Each benchmark prints the machine and date, then Markdown tables for docs/benchmarks.md.
-bench: bench-protocol bench-runtime bench-inference bench-power
+bench: bench-protocol bench-runtime bench-inference bench-power bench-emulator
 
 bench-protocol: $(INSTALLED)
 	$(BIN)/python benchmarks/protocol.py
@@ -53,6 +53,10 @@ bench-inference: $(INSTALLED)
 # One satellite for 24 virtual hours per policy and beta angle (about 10 runs, two at a time).
 bench-power: $(INSTALLED)
 	$(BIN)/python benchmarks/power.py
+
+# The constellation emulator at 10, 100 and 1,000 satellites, and where its time goes (~15 min).
+bench-emulator: $(INSTALLED)
+	$(BIN)/python benchmarks/emulator.py
 
 # The C core's own test program (golden outputs + naive references, every SIMD level): natively,
 # under the address/undefined-behaviour and thread sanitizers, and cross-compiled for aarch64

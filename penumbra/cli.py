@@ -21,7 +21,11 @@ SUBCOMMANDS = {
     "demo": ("hil.demo", "operate a simulated node across a noisy in-memory link, stage by stage"),
     "dict": ("flight.runtime.export", "export the dictionary of a node's commands and telemetry"),
     "flight": ("flight.runtime.main", "run a node (node.toml) until SIGTERM or SIGINT"),
-    "sim": ("hil.sim.cli", "run a simulation scenario (power: one satellite, every policy)"),
+    "sim": (
+        "hil.sim.cli",
+        "run a scenario file through the constellation emulator (run), or the one-satellite "
+        "power scenario (power)",
+    ),
     "ground": (
         "ground.cli",
         "operate a node: commands by name, live reports, events, telemetry, parameters; archive",

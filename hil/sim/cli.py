@@ -41,6 +41,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=[choice.label for choice in POLICY_CHOICES],
         help="a policy to run instead of the file's (repeatable)",
     )
+    constellation.add_argument(
+        "--real-node",
+        metavar="TARGET",
+        help="make one satellite a real node, in real time: pty (a penumbra flight process), "
+        "serial:/dev/ttyUSB0@115200 or mqtt://HOST:1883/NODE (a board; see --bench)",
+    )
+    constellation.add_argument(
+        "--real-sat", type=int, default=0, help="which satellite is real (default 0)"
+    )
+    constellation.add_argument(
+        "--bench", type=Path, help="bench.toml of a board given to --real-node (its key, power)"
+    )
     constellation.set_defaults(run=run_constellation)
     power = actions.add_parser(
         "power", help="one satellite for a day at 550 km, once per payload power policy"
@@ -84,6 +96,22 @@ def run_constellation(args: argparse.Namespace, *, runner: Runner | None = None)
         scenario = replace(scenario, duration_s=args.hours * 3_600.0)
     if args.policy:
         scenario = replace(scenario, policies=tuple(dict.fromkeys(args.policy)))
+    options = {}
+    if args.real_node is not None:
+        from hil.sim.realtime import RealNodeSpec
+
+        try:
+            options["real_node"] = RealNodeSpec(args.real_node, args.real_sat, args.bench)
+        except ValueError as error:
+            print(f"penumbra sim run: --real-node: {error}", file=sys.stderr)
+            return 2
+        if scenario.isl.enabled and len(scenario.orbits) > 1:
+            print(
+                "penumbra sim run: --real-node: a real node has no inter-satellite links; "
+                "set [isl] enabled = false in the scenario",
+                file=sys.stderr,
+            )
+            return 2
     if runner is None:
         from hil.sim.run import run_scenario as runner
     # Events are the nodes' telemetry, kept in each run's events.jsonl; here the table speaks.
@@ -91,7 +119,12 @@ def run_constellation(args: argparse.Namespace, *, runner: Runner | None = None)
     out_dir = args.out / scenario.name
     print(describe(scenario), flush=True)
     progress = Progress(sys.stderr)
-    results = list(runner(scenario, out_dir, progress=progress))
+    try:
+        results = list(runner(scenario, out_dir, progress=progress, **options))
+    except ValueError as error:  # a real node the emulator cannot take (its satellite, ...)
+        progress.close()
+        print(f"penumbra sim run: {error}", file=sys.stderr)
+        return 2
     progress.close()
     from hil.sim.run_report import text_table, write_metrics, write_report
 

@@ -11,16 +11,25 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flight.runtime import clock
 from hil.sim.emulator import Emulator
 from hil.sim.results import RunResult
 from hil.sim.scenario import EmulatorScenario
 
+if TYPE_CHECKING:
+    from hil.sim.realtime import RealNodeSpec
+
 Progress = Callable[[float, float, float], None]
 """progress(virtual_s, duration_s, wall_s): virtual seconds done of all runs together."""
 
 SHARED_MEMORY = Path("/dev/shm")
+
+
+def run_name(policy: str) -> str:
+    """A policy's run directory: its label as a file name ("threshold 90/75" -> threshold_90-75)."""
+    return policy.replace(" ", "_").replace("/", "-")
 
 
 def run_policy(
@@ -29,6 +38,7 @@ def run_policy(
     run_dir: Path,
     *,
     progress: Progress | None = None,
+    real_node: "RealNodeSpec | None" = None,
 ) -> RunResult:
     """One policy's run in `run_dir` (emptied first). The nodes' state lives on a tmpfs where
     there is one (their syncs cost the disk, not the run), and is copied to run_dir/<sat>/state
@@ -42,12 +52,18 @@ def run_policy(
 
         async def main() -> Emulator:
             async with Emulator(
-                scenario, run_dir, policy=policy, state_root=Path(state_root), progress=progress
+                scenario,
+                run_dir,
+                policy=policy,
+                state_root=Path(state_root),
+                progress=progress,
+                real_node=real_node,
             ) as emulator:
                 await emulator.run()
             return emulator
 
-        emulator = clock.run(main(), virtual=True)
+        # A real node lives in real time: so does everything around it.
+        emulator = clock.run(main(), virtual=real_node is None)
         for satellite in emulator.satellites:
             shutil.copytree(satellite.state_dir, satellite.dir / "state", dirs_exist_ok=True)
     return emulator.result()
@@ -59,20 +75,22 @@ def run_scenario(
     *,
     progress: Progress | None = None,
     processes: int | None = None,
+    real_node: "RealNodeSpec | None" = None,
 ) -> list[RunResult]:
-    """Every policy of `scenario`, each in out_dir/<policy>/; results in the scenario's order."""
+    """Every policy of `scenario`, each in out_dir/<run_name(policy)>/; results in order.
+    With a `real_node` (hil.sim.realtime) the runs are in real time, one after the other."""
     out_dir = Path(out_dir)
     policies = scenario.policies
     workers = min(len(policies), processes or os.cpu_count() or 1)
-    if workers <= 1:
-        return _sequential(scenario, out_dir, progress)
+    if workers <= 1 or real_node is not None:
+        return _sequential(scenario, out_dir, progress, real_node)
     total_s = scenario.duration_s * len(policies)
     started = time.perf_counter()
     with multiprocessing.Manager() as manager:
         updates = manager.Queue()
         with ProcessPoolExecutor(workers) as pool:
             futures = [
-                pool.submit(_run_reporting, scenario, policy, out_dir / policy, updates)
+                pool.submit(_run_reporting, scenario, policy, out_dir / run_name(policy), updates)
                 for policy in policies
             ]
             done_s = dict.fromkeys(policies, 0.0)
@@ -87,7 +105,10 @@ def run_scenario(
 
 
 def _sequential(
-    scenario: EmulatorScenario, out_dir: Path, progress: Progress | None
+    scenario: EmulatorScenario,
+    out_dir: Path,
+    progress: Progress | None,
+    real_node: "RealNodeSpec | None" = None,
 ) -> list[RunResult]:
     results: list[RunResult] = []
     started = time.perf_counter()
@@ -101,7 +122,11 @@ def _sequential(
             if progress is not None:
                 progress(before_s + virtual_s, total_s, time.perf_counter() - started)
 
-        results.append(run_policy(scenario, policy, out_dir / policy, progress=report))
+        results.append(
+            run_policy(
+                scenario, policy, out_dir / run_name(policy), progress=report, real_node=real_node
+            )
+        )
         report(scenario.duration_s, scenario.duration_s, 0.0)
     return results
 

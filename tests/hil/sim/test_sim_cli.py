@@ -163,3 +163,19 @@ def test_progress_writes_a_line_per_update_to_a_file() -> None:
     assert len(lines) == 2
     assert " 25.0%" in lines[0] and "1,800x real time" in lines[0]
     assert "100.0%" in lines[1] and "3,600x real time" in lines[1]
+
+
+def test_a_real_node_is_refused_with_the_reason_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    out = ["--out", str(tmp_path)]
+    assert main(["sim", "run", str(path), "--real-node", "pty", *out]) == 2
+    assert "a real node has no inter-satellite links" in capsys.readouterr().err
+    path.write_text(TINY + "\n[isl]\nenabled = false\n")
+    assert main(["sim", "run", str(path), "--real-node", "sil", *out]) == 2
+    assert "penumbra sim run: --real-node:" in capsys.readouterr().err
+    assert main(["sim", "run", str(path), "--real-node", "pty", "--real-sat", "5", *out]) == 2
+    assert "real node sat 5 is not one of 0..1" in capsys.readouterr().err
+    assert not (tmp_path / "tiny" / "energy_aware" / "sat00" / "state").exists()
