@@ -7,8 +7,10 @@ program gives the same sequence of times on every run.
 """
 
 import asyncio
+import concurrent.futures
 import selectors
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -62,7 +64,11 @@ class _VirtualSelector(selectors.BaseSelector):
         events = self._real.select(0)
         if events:
             return events
-        if timeout is None or self._loop._executor_jobs:
+        if self._loop._in_flight:
+            self.blocking_waits += 1
+            self._loop._deliver_oldest()
+            return []
+        if timeout is None:
             self.blocking_waits += 1
             return self._real.select(None)
         self.jumps += 1
@@ -78,16 +84,19 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     before every jump, and with no timer pending the loop blocks on them in the real select.
 
     Work handed to an executor (`asyncio.to_thread`, `loop.run_in_executor`) takes no virtual
-    time: while any is in flight the clock holds still and the loop waits for it in real time,
-    so a CPU-bound job's result arrives at the same virtual instant on a fast or slow machine.
-    Pass `hold_for_executor=False` for executor work that blocks indefinitely (a blocking read
-    kept off the loop), which would otherwise stop virtual time until it returns.
+    time: while any is in flight the clock holds still and, once nothing else is ready, the
+    loop waits for it in real time. Results are delivered in the order the work was handed
+    over, whichever thread finishes first, so two tiles finishing at one virtual instant report
+    in the same order on every run and machine. Pass `hold_for_executor=False` for executor work
+    that blocks indefinitely (a blocking read kept off the loop), which would otherwise stop
+    virtual time until it returns.
     """
 
     def __init__(self, start_s: float = 0.0, *, hold_for_executor: bool = True) -> None:
         self._virtual_time_s = float(start_s)
         self._hold_for_executor = hold_for_executor
-        self._executor_jobs = 0
+        # Executor work in the order it was handed over, with the loop future it resolves.
+        self._in_flight: deque[tuple[concurrent.futures.Future[Any], asyncio.Future[Any]]] = deque()
         self._virtual_selector = _VirtualSelector(self)
         super().__init__(self._virtual_selector)
 
@@ -126,14 +135,29 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     def run_in_executor(
         self, executor: Executor | None, func: Callable[..., T], *args: Any
     ) -> asyncio.Future[T]:
-        future = super().run_in_executor(executor, func, *args)
-        if self._hold_for_executor:
-            self._executor_jobs += 1
-            future.add_done_callback(self._executor_job_done)
+        if not self._hold_for_executor:
+            return super().run_in_executor(executor, func, *args)
+        self._check_closed()
+        if executor is None:
+            executor = self._default_executor
+            if executor is None:
+                executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="asyncio")
+                self._default_executor = executor
+        future: asyncio.Future[T] = self.create_future()
+        self._in_flight.append((executor.submit(func, *args), future))
         return future
 
-    def _executor_job_done(self, future: asyncio.Future[Any]) -> None:
-        self._executor_jobs -= 1
+    def _deliver_oldest(self) -> None:
+        """Wait (real time) for the oldest executor work and resolve its future."""
+        work, future = self._in_flight.popleft()
+        concurrent.futures.wait([work])
+        if future.cancelled():
+            return
+        error = work.exception()
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(work.result())
 
 
 def run(

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import math
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -103,6 +104,29 @@ class BenchEnvironment:
         self._pending_ready = asyncio.Event()
         self._group: asyncio.TaskGroup | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._shared: SatelliteEnvironment | None = None
+        self._unix_time: Callable[[], float] | None = None
+
+    @classmethod
+    def feeding(
+        cls,
+        api: IntegrationApi,
+        physics: SatelliteEnvironment,
+        *,
+        unix_time: Callable[[], float],
+        period_s: float = 1.0,
+        gauge: bool = True,
+    ) -> "BenchEnvironment":
+        """A feed of `physics` that someone else owns and advances on its own clock
+        (`unix_time`): the emulator's real node, whose physics the emulator samples too. The
+        two share one clock, so neither steps the physics back in time. Its sunlight cannot be
+        forced (that belongs to the physics' owner)."""
+        environment = cls(
+            api, orbit=physics.orbit, power_system=physics.power, period_s=period_s, gauge=gauge
+        )
+        environment._shared = physics
+        environment._unix_time = unix_time
+        return environment
 
     # -- life cycle --------------------------------------------------------------------------------
 
@@ -111,16 +135,21 @@ class BenchEnvironment:
             raise RuntimeError("a bench environment runs once: make a new one for another run")
         self._loop = asyncio.get_running_loop()
         self._loop_at_start = self._loop.time()
-        if self.start_unix_s is None:
+        if self._unix_time is not None:
+            self.start_unix_s = self._unix_time()
+        elif self.start_unix_s is None:
             self.start_unix_s = self._target_unix_s()
-        self._satellite = _BenchSatellite(
-            self.orbit,
-            self.power_system,
-            attitude=self.attitude,
-            payload_power_w=self._payload_power_w,
-            start_unix_s=self.start_unix_s,
-            max_step_s=self.period_s,
-        )
+        if self._shared is not None:
+            self._satellite = self._shared  # type: ignore[assignment]
+        else:
+            self._satellite = _BenchSatellite(
+                self.orbit,
+                self.power_system,
+                attitude=self.attitude,
+                payload_power_w=self._payload_power_w,
+                start_unix_s=self.start_unix_s,
+                max_step_s=self.period_s,
+            )
         self._group = asyncio.TaskGroup()
         await self._group.__aenter__()
         self._tasks = [
@@ -162,6 +191,8 @@ class BenchEnvironment:
     @property
     def time_unix_s(self) -> float:
         """The physics' time now (UTC Unix seconds)."""
+        if self._unix_time is not None:
+            return self._unix_time()
         assert self._loop is not None and self.start_unix_s is not None
         return self.start_unix_s + (self._loop.time() - self._loop_at_start)
 
@@ -185,6 +216,11 @@ class BenchEnvironment:
             math.isfinite(illumination) and 0.0 <= illumination <= 1.0
         ):
             raise ValueError(f"force_illumination: {illumination} is not in 0..1 (or None)")
+        if self._shared is not None:
+            raise RuntimeError(
+                "force_illumination: this feed reads physics it does not own (feeding()); "
+                "force the sunlight where that physics is made"
+            )
         satellite = self._running()
         satellite.advance(self.time_unix_s)
         satellite.forced_illumination = illumination

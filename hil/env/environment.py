@@ -184,11 +184,25 @@ class SatelliteEnvironment:
         dt_s = span_s / steps
         mids = self._t + dt_s * (np.arange(steps) + 0.5)
         light, cos_incidence = self.lighting(mids)
-        for i in range(steps):
+        i = 0
+        while i < steps:
+            # Sub-steps under the same light (full Sun, umbra: most of an orbit) have the same
+            # constant net power: one step over all but the last of them is exact (the battery
+            # is linear between its clamps), and the last keeps the state a sub-step would
+            # give. Observers see every sub-step.
+            run = 1
+            if not self.observers:
+                while (
+                    i + run < steps - 1
+                    and light[i + run] == light[i]
+                    and cos_incidence[i + run] == cos_incidence[i]
+                ):
+                    run += 1
             soc_before = self.power.battery.soc
-            state = self.power.step(dt_s, float(light[i]), float(cos_incidence[i]), payload_w)
-            self._account(soc_before, state.soc, dt_s)
-            self._t = to_unix_s if i == steps - 1 else self._t + dt_s
+            state = self.power.step(run * dt_s, float(light[i]), float(cos_incidence[i]), payload_w)
+            self._account(soc_before, state.soc, run * dt_s)
+            i += run
+            self._t = to_unix_s if i == steps else self._t + run * dt_s
             self._state = state
             for observer in self.observers:
                 observer(self._t, state)

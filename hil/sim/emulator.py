@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from flight.isl.component import JOB_TAG_PREFIX
 from flight.link.memory import MemoryLink
 from flight.orbit import Orbit, illumination, positions_of, sun_position_m
 from flight.payload import JobState, Payload
@@ -203,6 +204,7 @@ class Emulator:
             self._make_real(real_node)
         self.network: Any = None  # hil.sim.links.IslNetwork when the scenario has ISLs
         self.samples: list[Sample] = []
+        self._last_sample: dict[int, Sample] = {}
         self.flows: dict[str, OffloadFlow] = {}
         self.events: list[dict[str, Any]] = []  # in log order once the emulator has stopped
         self._entries: list[tuple[float, int, int, dict[str, Any]]] = []
@@ -638,10 +640,10 @@ class Emulator:
                 )
         visible = contact_mask(positions, t_unix, list(self.scenario.sites))
         names = [site.name for site in self.scenario.sites]
-        for satellite, row in zip(self.satellites, visible, strict=True):
-            up = bool(row.any())
+        for satellite, row, up in zip(self.satellites, visible, visible.any(axis=1), strict=True):
             if up == satellite.in_contact:
                 continue
+            up = bool(up)
             satellite.in_contact = up
             now = self.now_s()
             if up:
@@ -732,54 +734,64 @@ class Emulator:
         for satellite, light in zip(self.satellites, np.atleast_1d(lit), strict=True):
             environment = satellite.environment
             assert environment is not None
-            state = environment.advance(t_unix)
+            # As of the physics' latest step (the node's last EPS read, at most a tick ago):
+            # advancing every satellite's physics here too would double its cost.
+            state = environment.state
             queued, done, missed = self._job_counts(satellite)
-            self.samples.append(
-                Sample(
-                    t_s=round(now, 6),
-                    sat=satellite.index,
-                    soc=state.soc,
-                    illumination=float(light),
-                    contact=satellite.in_contact,
-                    payload_power_w=satellite.payload_power_w(),
-                    jobs_queued=queued,
-                    jobs_done=done,
-                    jobs_missed=missed,
-                    isl_links_up=0
-                    if self.network is None
-                    else self.network.links_up(satellite.index),
-                    isl_octets_sent=(
-                        0 if self.network is None else self.network.octets_sent(satellite.index)
-                    ),
-                )
+            sample = Sample(
+                t_s=round(now, 6),
+                sat=satellite.index,
+                soc=state.soc,
+                illumination=float(light),
+                contact=satellite.in_contact,
+                payload_power_w=satellite.payload_power_w(),
+                jobs_queued=queued,
+                jobs_done=done,
+                jobs_missed=missed,
+                isl_links_up=0 if self.network is None else self.network.links_up(satellite.index),
+                isl_octets_sent=(
+                    0 if self.network is None else self.network.octets_sent(satellite.index)
+                ),
             )
+            self.samples.append(sample)
+            self._last_sample[satellite.index] = sample
 
     def _sample_all(self) -> None:
+        """The end of the run: every satellite's physics to now, and a last sample."""
+        for satellite in self.satellites:
+            assert satellite.environment is not None
+            satellite.environment.advance(max(self.unix_now(), satellite.environment.time_unix_s))
         if not self.samples or self.samples[-1].t_s < round(self.now_s(), 6):
             self._sample()
 
     def _job_counts(self, satellite: Satellite) -> tuple[int, int, int]:
-        """(queued, done, missed) of the jobs this satellite's payload holds now."""
+        """(queued, done, missed) of the jobs made or uplinked at this satellite, wherever they
+        ran: an offloaded job counts here by how its offload ended, and a job run for another
+        satellite counts there, so that every job is counted once in the constellation."""
         if satellite.real is not None:
             return satellite.real.job_counts()
         payload = satellite.payload
-        if payload is None:
-            last = [s for s in self.samples if s.sat == satellite.index][-1:]
+        if payload is None:  # off (a reboot): as it was
+            last = self._last_sample.get(satellite.index)
             return (
-                (last[0].jobs_queued, last[0].jobs_done, last[0].jobs_missed) if last else (0, 0, 0)
+                (0, 0, 0) if last is None else (last.jobs_queued, last.jobs_done, last.jobs_missed)
             )
         now_tai = MissionClock.tai_from_unix(self.unix_now())
         queued = done = missed = 0
         value = 0.0
         for job in payload.jobs():
-            if job.state is JobState.DONE:
+            if job.input_name.startswith(JOB_TAG_PREFIX):
+                continue  # run for another satellite: counted at its origin
+            state = job.state
+            if state is JobState.OFFLOADED:
+                flow = self.flows.get(f"{address_of(satellite.index)}:{job.job_id}")
+                state = _OFFLOAD_OUTCOME.get(flow.status if flow else "open", JobState.QUEUED)
+            if state is JobState.DONE:
                 done += 1
                 value += job.value
-            elif job.state is JobState.OFFLOADED:
-                continue
-            elif job.state is JobState.EXPIRED or job.deadline_tai_s <= now_tai:
-                missed += 1
-            elif not job.state.final:
+            elif state in (JobState.EXPIRED, JobState.FAILED) or job.deadline_tai_s <= now_tai:
+                missed += 1  # not delivered by its deadline, or never (a job that failed)
+            elif not state.final:
                 queued += 1
         satellite.value_done = value
         return queued, done, missed
@@ -787,11 +799,10 @@ class Emulator:
     def result(self) -> RunResult:
         """What the run produced (after leaving the context)."""
         assert self._wall_s is not None, "result() is for after the emulator has stopped"
-        last = {s.sat: s for s in self.samples}
+        last = self._last_sample
         flows = tuple(sorted(self.flows.values(), key=lambda f: (f.bound_s, f.job)))
         summaries = []
         for satellite in self.satellites:
-            rows = [s for s in self.samples if s.sat == satellite.index]
             environment = satellite.environment
             assert environment is not None
             end = last.get(satellite.index)
@@ -810,7 +821,7 @@ class Emulator:
                         if f.executor == satellite.index and f.status == "completed"
                     ),
                     results_held=sum(1 for f in flows if f.holder == satellite.index),
-                    min_soc=min((s.soc for s in rows), default=math.nan),
+                    min_soc=environment.min_soc,
                     time_below_floor_s=environment.time_below_s(self.scenario.satellite.floor_soc),
                     passes=len(satellite.passes),
                     tm_packets=sum(p.tm_packets or 0 for p in satellite.passes),
@@ -850,7 +861,7 @@ class Emulator:
 
     def _drain(self, satellite: Satellite) -> None:
         for subscription in satellite._subscriptions:
-            while True:
+            while subscription.pending or subscription.closed:
                 try:
                     record = subscription.get_nowait()
                 except (asyncio.QueueEmpty, SubscriptionClosed):
@@ -909,6 +920,16 @@ class Emulator:
         with path.open("w", encoding="utf-8") as out:
             for entry in self.events:
                 out.write(json.dumps(entry, allow_nan=True) + "\n")
+
+
+_OFFLOAD_OUTCOME = {
+    "open": JobState.QUEUED,  # bound, not closed yet: still to be done
+    "completed": JobState.DONE,
+    "expired": JobState.EXPIRED,
+    "failed": JobState.FAILED,
+    "released": JobState.FAILED,  # given back before it started (the ISL never does yet)
+}
+"""What an offloaded job's flow status means for the job, counted at its origin."""
 
 
 def _poisson(rng: random.Random, mean: float) -> int:

@@ -133,43 +133,6 @@ simulated_tile_time_s = {float(satellite.tile_time_s)!r}
 """
 
 
-class _SharedFeed(BenchEnvironment):
-    """The bench's sensor feed on a physics it does not own: `physics` (the emulator samples the
-    same object) advanced on `unix_time` (the emulator's clock), so the two never disagree and
-    never step it back in time. Only entry differs from BenchEnvironment: no physics of its own."""
-
-    def __init__(
-        self,
-        station: GroundStation,
-        physics: SatelliteEnvironment,
-        unix_time: Callable[[], float],
-        period_s: float,
-    ) -> None:
-        # BenchEnvironment uses only `api.station`; an IntegrationApi would also keep every
-        # sample of the run in its history.
-        api = cast(IntegrationApi, SimpleNamespace(station=station))
-        super().__init__(api, orbit=physics.orbit, power_system=physics.power, period_s=period_s)
-        self._shared = physics
-        self._unix_time = unix_time
-
-    async def __aenter__(self) -> "_SharedFeed":
-        self._loop = asyncio.get_running_loop()
-        self._loop_at_start = self._loop.time()
-        self.start_unix_s = self._unix_time()
-        self._satellite = self._shared  # type: ignore[assignment]
-        self._group = asyncio.TaskGroup()
-        await self._group.__aenter__()
-        self._tasks = [
-            self._group.create_task(self._physics(), name="real node physics"),
-            self._group.create_task(self._sender(), name="real node sensor feed"),
-        ]
-        return self
-
-    @property
-    def time_unix_s(self) -> float:
-        return self._unix_time()
-
-
 class RealSatellite:
     """One satellite whose node is real, in real time; an async context manager.
 
@@ -324,7 +287,14 @@ class RealSatellite:
         if "simulated_eps" in target.capabilities:
             assert self._unix_time is not None
             self.feed = await self._stack.enter_async_context(
-                _SharedFeed(self.station, self.environment, self._unix_time, SENSOR_PERIOD_S)
+                BenchEnvironment.feeding(
+                    # The feed uses only `api.station`; an IntegrationApi would also keep every
+                    # sample of the run in its history.
+                    cast(IntegrationApi, SimpleNamespace(station=self.station)),
+                    self.environment,
+                    unix_time=self._unix_time,
+                    period_s=SENSOR_PERIOD_S,
+                )
             )
         else:
             _log.warning(

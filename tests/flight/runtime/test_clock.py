@@ -244,6 +244,31 @@ def test_executor_work_takes_no_virtual_time() -> None:
     assert woke == [1.0]
 
 
+def test_executor_results_arrive_in_the_order_the_work_was_handed_over() -> None:
+    # The first job finishes last in real time; its result still comes first, every run.
+    def job(name: str, seconds: float, errs: bool = False) -> str:
+        time.sleep(seconds)
+        if errs:
+            raise ValueError(name)
+        return name
+
+    async def main() -> list[str]:
+        finished: list[str] = []
+
+        async def run(name: str, seconds: float, errs: bool = False) -> None:
+            try:
+                finished.append(await asyncio.to_thread(job, name, seconds, errs))
+            except ValueError as error:
+                finished.append(f"error {error}")
+
+        async with asyncio.TaskGroup() as group:
+            for name, seconds, errs in (("a", 0.05, False), ("b", 0.0, True), ("c", 0.0, False)):
+                group.create_task(run(name, seconds, errs))
+        return finished
+
+    assert clock.run(main(), virtual=True) == ["a", "error b", "c"]
+
+
 def test_advance_lets_virtual_time_pass_as_if_busy() -> None:
     async def main() -> list[float]:
         loop = _virtual_loop()
