@@ -71,6 +71,7 @@ from hil.sim.scenario import (
     EmulatorScenario,
     Fault,
     LinkDamage,
+    LinkQuality,
     Reboot,
 )
 
@@ -83,6 +84,7 @@ __all__ = [
     "Emulator",
     "EmulatorScenario",
     "LinkDamage",
+    "LinkQuality",
     "Pass",
     "Reboot",
     "Satellite",
@@ -688,6 +690,9 @@ class Emulator:
         if isinstance(fault, LinkDamage):
             await self._damage(fault)
             return
+        if isinstance(fault, LinkQuality):
+            self._link_quality(fault)
+            return
         satellite = self.satellites[fault.sat]
         if isinstance(fault, Reboot):
             self._log(satellite, "fault", fault="reboot", off_s=fault.off_s)
@@ -711,6 +716,18 @@ class Emulator:
             elif satellite.node is not None:
                 satellite._reboot_off_s = SYSTEMD_RESTART_S
                 satellite.node.request_stop()
+
+    def _link_quality(self, fault: LinkQuality) -> None:
+        fields = {"rate_bps": fault.rate_bps, "bit_error_rate": fault.bit_error_rate}
+        changed = {key: value for key, value in fields.items() if value is not None}
+        between = None if fault.between is None else list(fault.between)
+        self._log_global("fault", fault="link_quality", between=between, **changed)
+        if self.network is None:
+            return
+        if fault.rate_bps is not None:
+            self.network.set_rate(fault.rate_bps, fault.between)
+        if fault.bit_error_rate is not None:
+            self.network.set_bit_error_rate(fault.bit_error_rate, fault.between)
 
     async def _damage(self, fault: LinkDamage) -> None:
         if self.network is None:

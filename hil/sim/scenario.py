@@ -59,8 +59,9 @@ class BatteryFade:
 
 @dataclass(frozen=True, slots=True)
 class CoreCrash:
-    """At `at_s` satellite `sat`'s inference core fails: the tiles in flight are lost and the
-    payload restarts its jobs from their last checkpoints (the node stays up)."""
+    """At `at_s` satellite `sat`'s inference core fails mid-tile and takes the flight process
+    with it: systemd starts it again, the tiles in flight are lost and the jobs resume from
+    their last checkpoints."""
 
     at_s: float
     sat: int
@@ -77,22 +78,36 @@ class LinkDamage:
     sat: int = -1  # not about one satellite; kept so that every fault has `at_s` and `sat`
 
 
-Fault = Reboot | BatteryFade | CoreCrash | LinkDamage
+@dataclass(frozen=True, slots=True)
+class LinkQuality:
+    """From `at_s` the inter-satellite links carry `rate_bps` and have `bit_error_rate` (None:
+    unchanged): all of them, or only the one `between` two satellites (indices)."""
+
+    at_s: float
+    rate_bps: float | None = None
+    bit_error_rate: float | None = None
+    between: tuple[int, int] | None = None
+    sat: int = -1  # not about one satellite
+
+
+Fault = Reboot | BatteryFade | CoreCrash | LinkDamage | LinkQuality
 
 
 @dataclass(frozen=True, slots=True)
 class PoissonFaults:
-    """Faults of one `kind` ("reboot", "battery_fade", "core_crash") arriving as a Poisson
-    process at `rate_per_hour` per satellite, expanded from the scenario's seed into faults at
-    given times before the run (so a seed reproduces them). `off_s` is a reboot's outage;
-    `fraction` a fade's lost capacity."""
+    """Faults of one `kind` arriving as a Poisson process, expanded from the scenario's seed
+    into faults at given times before the run (so a seed reproduces them): "reboot",
+    "battery_fade" and "core_crash" at `rate_per_hour` per satellite, "link_damage" at
+    `rate_per_hour` for the constellation. `off_s` is a reboot's outage, `fraction` a fade's
+    lost capacity or the share of links broken, `duration_s` how long they stay broken."""
 
     kind: str
     rate_per_hour: float
     off_s: float = 5.0
     fraction: float = 0.05
+    duration_s: float = 600.0
 
-    KINDS = ("reboot", "battery_fade", "core_crash")
+    KINDS = ("reboot", "battery_fade", "core_crash", "link_damage")
 
     def __post_init__(self) -> None:
         if self.kind not in self.KINDS:
@@ -100,6 +115,7 @@ class PoissonFaults:
         if not (math.isfinite(self.rate_per_hour) and self.rate_per_hour >= 0.0):
             raise ValueError(f"rate_per_hour must be >= 0, not {self.rate_per_hour}")
         _check_time("off_s", self.off_s)
+        _check_time("duration_s", self.duration_s)
         _check_fraction("fraction", self.fraction, below_one=True)
 
     def expand(self, satellites: int, duration_s: float, rng: random.Random) -> list[Fault]:
@@ -107,10 +123,12 @@ class PoissonFaults:
         if self.rate_per_hour == 0.0:
             return faults
         mean_gap_s = 3_600.0 / self.rate_per_hour
-        for sat in range(satellites):
+        for sat in range(1 if self.kind == "link_damage" else satellites):
             t = rng.expovariate(1.0 / mean_gap_s)
             while t < duration_s:
-                if self.kind == "reboot":
+                if self.kind == "link_damage":
+                    faults.append(LinkDamage(t, self.fraction, self.duration_s))
+                elif self.kind == "reboot":
                     faults.append(Reboot(t, sat, self.off_s))
                 elif self.kind == "battery_fade":
                     faults.append(BatteryFade(t, sat, self.fraction))
@@ -295,6 +313,19 @@ class EmulatorScenario:
 
     def _check_fault(self, fault: Fault) -> None:
         _check_time(f"fault {fault}: at_s", fault.at_s)
+        if isinstance(fault, LinkQuality):
+            if fault.rate_bps is not None and not (
+                math.isfinite(fault.rate_bps) and fault.rate_bps > 0.0
+            ):
+                raise ValueError(f"fault {fault}: rate_bps must be > 0 bits per second")
+            if fault.bit_error_rate is not None:
+                _check_fraction(f"fault {fault}: bit_error_rate", fault.bit_error_rate)
+            for sat in fault.between or ():
+                if not 0 <= sat < len(self.orbits):
+                    raise ValueError(
+                        f"fault {fault}: satellite {sat} is not one of 0..{len(self.orbits) - 1}"
+                    )
+            return
         if isinstance(fault, LinkDamage):
             _check_fraction(f"fault {fault}: fraction", fault.fraction)
             if fault.duration_s is not None:
@@ -413,7 +444,7 @@ _FILE_KEYS = {
         "idle_frame_period_s",
         "forecast_period_s",
     ),
-    "poisson": ("kind", "rate_per_hour", "off_s", "fraction"),
+    "poisson": ("kind", "rate_per_hour", "off_s", "fraction", "duration_s"),
 }
 _TABLES = ("scenario", "constellation", "satellite", "isl", "workload", "cadence")
 _ARRAYS = ("ground_station", "fault", "poisson")
@@ -422,6 +453,7 @@ _FAULT_KEYS = {
     "battery_fade": ("sat", "fraction"),
     "core_crash": ("sat",),
     "link_damage": ("fraction", "duration_h", "duration_s"),
+    "link_quality": ("rate_bps", "bit_error_rate", "between"),
 }
 
 
@@ -833,6 +865,8 @@ class _Reader:
         if kind == "link_damage":
             fraction = self.real(f"{where} fraction", body["fraction"], low=0.0, high=1.0)
             return LinkDamage(at_s, fraction, self.duration(where, body, required=False))
+        if kind == "link_quality":
+            return self.link_quality(where, at_s, body, satellites)
         if "sat" not in body:
             raise self.error(f"{where} sat", "missing: which satellite (0-based index)")
         sat = self.number(f"{where} sat", body["sat"], whole=True)
@@ -849,6 +883,35 @@ class _Reader:
             return BatteryFade(at_s, sat, fraction)
         return CoreCrash(at_s, sat)
 
+    def link_quality(
+        self, where: str, at_s: float, body: dict[str, Any], satellites: int
+    ) -> LinkQuality:
+        if "rate_bps" not in body and "bit_error_rate" not in body:
+            raise self.error(f"{where} rate_bps", "missing: give rate_bps, bit_error_rate or both")
+        rate = body.get("rate_bps")
+        ber = body.get("bit_error_rate")
+        between = body.get("between")
+        pair: tuple[int, int] | None = None
+        if between is not None:
+            if not (isinstance(between, list) and len(between) == 2):
+                raise self.error(f"{where} between", "expected two satellites, e.g. [0, 1]")
+            a, b = (self.number(f"{where} between", sat, whole=True) for sat in between)
+            for sat in (a, b):
+                if not 0 <= sat < satellites:
+                    raise self.error(
+                        f"{where} between",
+                        f"satellite {sat} is not one of 0..{satellites - 1} (0-based)",
+                    )
+            if a == b:
+                raise self.error(f"{where} between", "two different satellites, not one twice")
+            pair = (min(a, b), max(a, b))
+        return LinkQuality(
+            at_s,
+            None if rate is None else self.real(f"{where} rate_bps", rate, low=1.0),
+            None if ber is None else self.real(f"{where} bit_error_rate", ber, low=0.0, high=1.0),
+            pair,
+        )
+
     def poisson(self, number: int, body: object) -> PoissonFaults:
         where = f"[[poisson]] #{number}"
         body = self.table(where, body, _FILE_KEYS["poisson"])
@@ -856,7 +919,7 @@ class _Reader:
             if key not in body:
                 raise self.error(f"{where} {key}", "missing")
         values: dict[str, Any] = {"kind": self.text(f"{where} kind", body["kind"])}
-        for key in ("rate_per_hour", "off_s", "fraction"):
+        for key in ("rate_per_hour", "off_s", "fraction", "duration_s"):
             if key in body:
                 values[key] = self.number(f"{where} {key}", body[key])
         return self.made(where, PoissonFaults, values, {})

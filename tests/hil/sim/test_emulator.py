@@ -11,7 +11,14 @@ from flight.orbit import GroundSite, teme_to_ecef
 from flight.power.component import Power
 from flight.runtime import clock
 from hil.sim.emulator import Emulator
-from hil.sim.scenario import BatteryFade, EmulatorScenario, IslConfig, Reboot
+from hil.sim.scenario import (
+    BatteryFade,
+    EmulatorScenario,
+    IslConfig,
+    LinkQuality,
+    Reboot,
+    Workload,
+)
 
 NO_ISL = IslConfig(enabled=False)  # these tests are about contacts, faults and the log
 
@@ -136,3 +143,38 @@ def test_faults_naming_a_missing_satellite_are_refused() -> None:
     base = EmulatorScenario.walker(2, 1, 0)
     with pytest.raises(ValueError, match=r"satellite 5 is not one of 0\.\.1"):
         EmulatorScenario(orbits=base.orbits, faults=(Reboot(10.0, 5),))
+
+
+def test_link_quality_changes_one_link_from_its_time_and_is_logged(tmp_path: Path) -> None:
+    scenario = EmulatorScenario.walker(
+        3,
+        1,
+        0,
+        duration_s=120.0,
+        sites=(),
+        isl=IslConfig(topology="all", bit_error_rate=0.0),
+        faults=(LinkQuality(60.0, rate_bps=1e3, bit_error_rate=1e-4, between=(0, 1)),),
+        workload=Workload(imaging_jobs_per_sunlit_hour=0.0),
+    )
+    seen: dict[str, float] = {}
+
+    async def probe(emulator: Emulator) -> None:
+        await emulator.run_until(30.0)
+        seen["before"] = emulator.network.injector(0, 1).model.bit_error_rate
+        await emulator.run_until(90.0)
+        seen["changed"] = emulator.network.injector(0, 1).model.bit_error_rate
+        seen["back"] = emulator.network.injector(1, 0).model.bit_error_rate
+        seen["other"] = emulator.network.injector(0, 2).model.bit_error_rate
+
+    emulator = _run(scenario, tmp_path, probe)
+    assert seen == {"before": 0.0, "changed": 1e-4, "back": 1e-4, "other": 0.0}
+    (logged,) = [e for e in emulator.events if e.get("fault") == "link_quality"]
+    assert logged == {
+        "t": 60.0,
+        "sat": -1,
+        "kind": "fault",
+        "fault": "link_quality",
+        "between": [0, 1],
+        "rate_bps": 1e3,
+        "bit_error_rate": 1e-4,
+    }

@@ -11,6 +11,7 @@ from hil.sim.scenario import (
     BatteryFade,
     CoreCrash,
     LinkDamage,
+    LinkQuality,
     PoissonFaults,
     Reboot,
     ScenarioError,
@@ -252,6 +253,17 @@ def test_a_missing_file_and_bad_toml_say_so(tmp_path: Path) -> None:
             "must be below 1, not 1",
         ),
         ("[[fault]]\nkind = 'link_damage'\nat_h = 1\n", "[[fault]] #1 fraction", "missing"),
+        ("[[fault]]\nkind = 'link_quality'\nat_h = 1\n", "[[fault]] #1 rate_bps", "missing"),
+        (
+            "[[fault]]\nkind = 'link_quality'\nat_h = 1\nrate_bps = 1e3\nbetween = [0, 7]\n",
+            "[[fault]] #1 between",
+            "satellite 7 is not one of 0..3",
+        ),
+        (
+            "[[fault]]\nkind = 'link_quality'\nat_h = 1\nbit_error_rate = 2\n",
+            "[[fault]] #1 bit_error_rate",
+            "2 is outside",
+        ),
         ("[[fault]]\nkind = 'flood'\nat_h = 1\n", "[[fault]] #1 kind", "'flood' is not a fault"),
         ("[[fault]]\nkind = 'core_crash'\nsat = 0\n", "[[fault]] #1 at_h", "give at_h or at_s"),
         (
@@ -327,3 +339,18 @@ def test_scenario_and_constellation_errors_name_their_key(text: str, key: str, r
     error = error_of(text)
     assert str(error).startswith(f"demo.toml: {key}: "), str(error)
     assert reason in str(error)
+
+
+def test_link_quality_and_poisson_link_damage_read_from_a_file() -> None:
+    scenario = parse(
+        MINIMAL + "[[fault]]\nkind = 'link_quality'\nat_s = 60\nrate_bps = 1e6\n"
+        "bit_error_rate = 1e-6\nbetween = [2, 1]\n"
+        "[[poisson]]\nkind = 'link_damage'\nrate_per_hour = 3\nfraction = 0.2\n"
+        "duration_s = 300\n",
+        source="demo.toml",
+    )
+    assert scenario.faults == (LinkQuality(60.0, 1e6, 1e-6, (1, 2)),)
+    damage = [f for f in scenario.all_faults() if isinstance(f, LinkDamage)]
+    # One process for the constellation (not one per satellite): about 3 an hour for 2 hours.
+    assert 1 <= len(damage) <= 15
+    assert all(f.fraction == 0.2 and f.duration_s == 300.0 and f.at_s < 7_200 for f in damage)
