@@ -22,12 +22,16 @@ $(INSTALLED): pyproject.toml $(NATIVE_SOURCES)
 demo: $(INSTALLED)
 	$(BIN)/penumbra sim run scenarios/demo.toml
 
-# The suite (its tests/acceptance against the in-process sil target), the acceptance suite again
-# against a `penumbra flight` process over a pty (power cuts included), then the soak properties
-# scaled down to seconds, so that a broken one shows here too.
+# The suite (its tests/acceptance against the in-process sil target) and, beside it on the
+# second core, the acceptance suite again against a `penumbra flight` process over a pty (power
+# cuts included; its output shown after the suite's); then the soak properties scaled down to
+# seconds, so that a broken one shows here too. Fails if any of the three fails.
 test: $(INSTALLED) lint
-	$(BIN)/python -m pytest
-	$(BIN)/penumbra bench run --target pty --record out/bench/pty
+	@mkdir -p out/bench
+	$(BIN)/penumbra bench run --target pty --record out/bench/pty > out/bench/pty.log 2>&1 & \
+	pty=$$!; $(BIN)/python -m pytest; suite=$$?; wait $$pty; bench=$$?; \
+	echo "--- penumbra bench run --target pty (out/bench/pty.log) ---"; cat out/bench/pty.log; \
+	test $$suite -eq 0 && test $$bench -eq 0
 	PENUMBRA_SOAK_EXAMPLES=30 $(BIN)/python -m pytest -m soak -q
 
 lint: $(INSTALLED)

@@ -285,7 +285,12 @@ def test_watch_prints_live_lines_until_interrupted(node):
             break
         seen.append(line)
     process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=30)
+    try:
+        _, err = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()  # not left on the broker to answer for the next test's station
+        _, err = process.communicate()
+        pytest.fail(f"watch did not stop within 30 s of SIGINT; its stderr:\n{err}")
     assert process.returncode == 130  # interrupted, as Ctrl-C does
     assert any("  TLM     health.CPU_PERCENT = " in line for line in seen), "".join(seen) + err
     assert "Traceback" not in err

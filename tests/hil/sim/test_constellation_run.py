@@ -19,7 +19,7 @@ SCENARIO = EmulatorScenario.walker(
     6,
     2,
     1,
-    duration_s=3 * 3_600.0,
+    duration_s=2 * 3_600.0,
     seed=3,
     isl=IslConfig(topology="all"),
     # More work than four workers can do before the deadlines: queues grow and jobs move.
@@ -29,7 +29,7 @@ SCENARIO = EmulatorScenario.walker(
         tiles_per_job=(10, 40),
         deadline_after_s=(1_800.0, 3_600.0),
     ),
-    faults=(LinkDamage(5_400.0, 0.3, duration_s=1_800.0),),
+    faults=(LinkDamage(3_600.0, 0.3, duration_s=1_800.0),),
     poisson=(PoissonFaults("reboot", 0.4, off_s=60.0), PoissonFaults("core_crash", 0.2)),
 )
 
