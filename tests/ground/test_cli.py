@@ -250,6 +250,10 @@ def test_a_command_the_node_does_not_know_exits_1_with_the_failure_name(node, ca
     assert "FAILURE UNKNOWN_OPCODE (2)" in out
 
 
+def _sigint_as_from_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_watch_prints_live_lines_until_interrupted(node):
     command = [sys.executable, "-m", "penumbra", "ground"] if _registered() else None
     if command is None:
@@ -275,6 +279,10 @@ def test_watch_prints_live_lines_until_interrupted(node):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},
+        # As from a terminal: a suite started in the background (`&`, nohup) has SIGINT
+        # ignored, and a child inherits that; this test is about Ctrl-C, not about that.
+        preexec_fn=_sigint_as_from_a_terminal,
     )
     seen: list[str] = []
     deadline = time.monotonic() + 60  # safety net only: telemetry comes every second
@@ -288,8 +296,9 @@ def test_watch_prints_live_lines_until_interrupted(node):
     try:
         _, err = process.communicate(timeout=30)
     except subprocess.TimeoutExpired:
-        process.kill()  # not left on the broker to answer for the next test's station
+        process.send_signal(signal.SIGABRT)  # faulthandler: every thread's stack on stderr
         _, err = process.communicate()
+        # Killed: not left on the broker to answer for the next test's station.
         pytest.fail(f"watch did not stop within 30 s of SIGINT; its stderr:\n{err}")
     assert process.returncode == 130  # interrupted, as Ctrl-C does
     assert any("  TLM     health.CPU_PERCENT = " in line for line in seen), "".join(seen) + err
