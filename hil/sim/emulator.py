@@ -43,6 +43,7 @@ from flight.runtime.clock import MissionClock
 from flight.runtime.config import (
     DownlinkSection,
     HousekeepingSection,
+    IslSection,
     NodeConfig,
     RateGroupsSection,
 )
@@ -56,6 +57,7 @@ from ground.station import GroundStation
 from hil.env import SatelliteEnvironment
 from hil.models import cloud_mask_unet
 from hil.sim.geometry import contact_mask
+from hil.sim.links import IslNetwork
 from hil.sim.power import (
     ImagingJob,
     choice,
@@ -104,7 +106,7 @@ SYSTEMD_RESTART_S = 2.0
 
 
 def address_of(sat: int) -> int:
-    """A satellite's ISL address (0 is not an address; contracts: index + 1)."""
+    """A satellite's ISL address: its index + 1 (0 is not an address)."""
     return sat + 1
 
 
@@ -204,7 +206,7 @@ class Emulator:
         ]
         if real_node is not None:
             self._make_real(real_node)
-        self.network: Any = None  # hil.sim.links.IslNetwork when the scenario has ISLs
+        self.network: IslNetwork | None = None  # when the scenario has ISLs
         self.samples: list[Sample] = []
         self._last_sample: dict[int, Sample] = {}
         self.flows: dict[str, OffloadFlow] = {}
@@ -286,8 +288,6 @@ class Emulator:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._write_model()
         if self._has_isl():
-            from hil.sim.links import IslNetwork
-
             self.network = await self._stack.enter_async_context(
                 IslNetwork(
                     self.scenario.isl,
@@ -421,8 +421,6 @@ class Emulator:
             ),
         )
         if self._has_isl():
-            from flight.runtime.config import IslSection
-
             config = replace(
                 config,
                 isl=IslSection(
